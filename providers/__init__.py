@@ -1,0 +1,1 @@
+"""Cloud providers behind one protocol. Importing this package never imports boto3."""
