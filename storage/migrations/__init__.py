@@ -1,0 +1,1 @@
+"""Alembic migrations, driven by `storage.migrate` (no alembic.ini: the caller passes the URL)."""

@@ -1,0 +1,30 @@
+"""One repository per aggregate; each public method is one transaction."""
+
+from storage.repos.approvals import ApprovalRepository
+from storage.repos.audit import AuditRepository
+from storage.repos.cleanup import CleanupMarkRepository, MarkResult
+from storage.repos.deliveries import DeliveryRepository
+from storage.repos.jobs import JobRepository
+from storage.repos.operations import OperationRepository
+from storage.repos.prices import PriceCacheRepository
+from storage.repos.resources import (
+    MISSING_REASON_CODE,
+    ResourceRepository,
+    TransitionRecord,
+)
+from storage.repos.subscriptions import SubscriptionRepository
+
+__all__ = [
+    "MISSING_REASON_CODE",
+    "ApprovalRepository",
+    "AuditRepository",
+    "CleanupMarkRepository",
+    "DeliveryRepository",
+    "JobRepository",
+    "MarkResult",
+    "OperationRepository",
+    "PriceCacheRepository",
+    "ResourceRepository",
+    "SubscriptionRepository",
+    "TransitionRecord",
+]

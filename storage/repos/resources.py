@@ -1,0 +1,242 @@
+"""Cloud resources and their state history, kept in step with the cloud by the reconcile job."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, func, update
+from sqlmodel import Session, col, select
+
+from providers.base import Instance, InstanceState, Lifecycle
+from storage.engine import session_scope
+from storage.models import Resource, StateTransition
+from storage.repos._common import chunks, require_aware
+
+# reason_code of the transition written when the cloud stops returning an instance.
+MISSING_REASON_CODE = "runctl.missing"
+MISSING_REASON_MESSAGE = "no longer returned by the cloud"
+
+
+@dataclass(frozen=True)
+class TransitionRecord:
+    """One state change of one resource, as written to `state_transitions`."""
+
+    resource_id: str
+    from_state: InstanceState | None  # None on first sight
+    to_state: InstanceState
+    at: datetime
+    lifecycle: Lifecycle
+    reason_code: str | None = None
+    reason_message: str | None = None
+    hourly_usd: float | None = None
+
+    @property
+    def first_sight(self) -> bool:
+        return self.from_state is None
+
+    @classmethod
+    def from_row(cls, row: StateTransition) -> TransitionRecord:
+        return cls(
+            resource_id=row.resource_id,
+            from_state=InstanceState(row.from_state) if row.from_state is not None else None,
+            to_state=InstanceState(row.to_state),
+            at=row.at,
+            lifecycle=Lifecycle(row.lifecycle),
+            reason_code=row.reason_code,
+            reason_message=row.reason_message,
+            hourly_usd=row.hourly_usd,
+        )
+
+
+def _cloud_fields(instance: Instance) -> dict[str, Any]:
+    """Everything the cloud is the source of truth for (tags decide owner, project and management)."""
+    return {
+        "provider": instance.provider,
+        "region": instance.region,
+        "instance_type": instance.instance_type,
+        "lifecycle": instance.lifecycle.value,
+        "state": instance.state.value,
+        "owner": instance.owner,
+        "project": instance.project,
+        "name": instance.name,
+        "launch_time": instance.launch_time,
+        "tags": dict(instance.tags),
+        "managed": instance.managed,
+    }
+
+
+class ResourceRepository:
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def upsert_from_cloud(
+        self,
+        instances: Sequence[Instance],
+        seen_at: datetime,
+        hourly_prices: Mapping[str, float] | None = None,
+    ) -> list[TransitionRecord]:
+        """Make the rows agree with what the cloud returned at `seen_at`; return every state change written.
+
+        `hourly_prices` maps an instance id to the price in force for it now; it is stored on the transition
+        rows so cost reports use the price of the time. A row already seen later than `seen_at` is left alone:
+        an older listing finishing late must not roll a newer state back. A closed row that reappears reopens.
+        """
+        require_aware(seen_at, "seen_at")
+        prices = hourly_prices or {}
+        latest = {instance.id: instance for instance in instances}
+        with session_scope(self._engine, write=True) as session:
+            existing = self._load(session, list(latest))
+            pending: list[StateTransition] = []
+            for instance in latest.values():
+                row = existing.get(instance.id)
+                if row is None:
+                    row = Resource(
+                        id=instance.id,
+                        first_seen=seen_at,
+                        last_seen=seen_at,
+                        operation_id=instance.operation_id,
+                        **_cloud_fields(instance),
+                    )
+                    session.add(row)
+                    previous: str | None = None
+                elif seen_at < row.last_seen:
+                    continue
+                else:
+                    previous = row.state
+                    for name, value in _cloud_fields(instance).items():
+                        setattr(row, name, value)
+                    if row.operation_id is None:
+                        row.operation_id = instance.operation_id
+                    row.last_seen = seen_at
+                    row.closed_at = None
+                if previous != instance.state.value:
+                    pending.append(
+                        StateTransition(
+                            resource_id=instance.id,
+                            from_state=previous,
+                            to_state=instance.state.value,
+                            at=seen_at,
+                            reason_code=instance.state_reason_code,
+                            reason_message=instance.state_reason_message,
+                            hourly_usd=prices.get(instance.id),
+                            lifecycle=instance.lifecycle.value,
+                        )
+                    )
+            session.flush()  # resources before the transitions that reference them
+            session.add_all(pending)
+            return [TransitionRecord.from_row(transition) for transition in pending]
+
+    def close_missing(
+        self,
+        present_ids: Collection[str],
+        at: datetime,
+        *,
+        provider: str | None = None,
+        region: str | None = None,
+    ) -> list[TransitionRecord]:
+        """Close open rows (of `provider`/`region`, when given) that the cloud no longer returns.
+
+        Rows seen at or after `at` are kept: they were written by something newer than the listing that
+        produced `present_ids` (a launch that finished meanwhile, say).
+        """
+        require_aware(at, "at")
+        present = set(present_ids)
+        with session_scope(self._engine, write=True) as session:
+            query = select(Resource).where(col(Resource.closed_at).is_(None), col(Resource.last_seen) < at)
+            if provider is not None:
+                query = query.where(Resource.provider == provider)
+            if region is not None:
+                query = query.where(Resource.region == region)
+            pending: list[StateTransition] = []
+            for row in session.exec(query).all():
+                if row.id in present:
+                    continue
+                if row.state != InstanceState.TERMINATED:
+                    pending.append(
+                        StateTransition(
+                            resource_id=row.id,
+                            from_state=row.state,
+                            to_state=InstanceState.TERMINATED.value,
+                            at=at,
+                            reason_code=MISSING_REASON_CODE,
+                            reason_message=MISSING_REASON_MESSAGE,
+                            lifecycle=row.lifecycle,
+                        )
+                    )
+                row.state = InstanceState.TERMINATED.value
+                row.closed_at = at
+            session.add_all(pending)
+            return [TransitionRecord.from_row(transition) for transition in pending]
+
+    def get(self, resource_id: str) -> Resource | None:
+        with session_scope(self._engine) as session:
+            return session.get(Resource, resource_id)
+
+    def list_open(self, owner: str | None = None, project: str | None = None) -> list[Resource]:
+        with session_scope(self._engine) as session:
+            query = select(Resource).where(col(Resource.closed_at).is_(None))
+            if owner is not None:
+                query = query.where(Resource.owner == owner)
+            if project is not None:
+                query = query.where(Resource.project == project)
+            return list(session.exec(query.order_by(col(Resource.launch_time), col(Resource.id))))
+
+    def transitions(
+        self,
+        resource_ids: Iterable[str] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        *,
+        include_prior: bool = False,
+    ) -> list[TransitionRecord]:
+        """Transitions with `since <= at < until`, oldest first.
+
+        include_prior adds, per resource, the last transition before `since`: the state in force when the
+        window opens, which cost reports need.
+        """
+        ids = None if resource_ids is None else list(dict.fromkeys(resource_ids))
+        if ids == []:
+            return []
+        with session_scope(self._engine) as session:
+            rows: dict[int, StateTransition] = {}
+            for id_chunk in [None] if ids is None else list(chunks(ids)):
+                query = select(StateTransition)
+                if id_chunk is not None:
+                    query = query.where(col(StateTransition.resource_id).in_(id_chunk))
+                if since is not None:
+                    query = query.where(col(StateTransition.at) >= since)
+                if until is not None:
+                    query = query.where(col(StateTransition.at) < until)
+                rows.update((row.id or 0, row) for row in session.exec(query))
+                if include_prior and since is not None:
+                    latest_before = select(func.max(StateTransition.id))
+                    latest_before = latest_before.where(col(StateTransition.at) < since)
+                    if id_chunk is not None:
+                        latest_before = latest_before.where(col(StateTransition.resource_id).in_(id_chunk))
+                    latest_before = latest_before.group_by(col(StateTransition.resource_id))
+                    prior = select(StateTransition).where(col(StateTransition.id).in_(latest_before))
+                    rows.update((row.id or 0, row) for row in session.exec(prior))
+            ordered = sorted(rows.values(), key=lambda row: (row.at, row.id or 0))
+            return [TransitionRecord.from_row(row) for row in ordered]
+
+    def link_operation(self, instance_id: str, operation_id: str) -> bool:
+        """Record which operation launched the instance; False when there is no such row yet."""
+        with session_scope(self._engine, write=True) as session:
+            statement = (
+                update(Resource)
+                .where(col(Resource.id) == instance_id)
+                .values(operation_id=operation_id)
+                .execution_options(synchronize_session=False)
+            )
+            return session.exec(statement).rowcount == 1
+
+    @staticmethod
+    def _load(session: Session, ids: Sequence[str]) -> dict[str, Resource]:
+        found: dict[str, Resource] = {}
+        for id_chunk in chunks(ids):
+            for row in session.exec(select(Resource).where(col(Resource.id).in_(id_chunk))):
+                found[row.id] = row
+        return found
