@@ -1,0 +1,64 @@
+"""Every AWS request of the provider goes through `AwsCaller`: the retry policy, then error translation."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, TypeVar
+
+from botocore import exceptions as botoexc
+
+from providers.aws.errors import translate_error
+from providers.retry import RetryPolicy, call_with_retry
+
+T = TypeVar("T")
+
+
+class AwsCaller:
+    def __init__(self, policy: RetryPolicy) -> None:
+        self.policy = policy
+
+    def call(self, operation: str, fn: Callable[[], T], *, idempotent: bool = True) -> T:
+        """Run one request under the policy; failures come out as `ProviderError`s."""
+        return self.call_attempts(operation, lambda _attempt: fn(), idempotent=idempotent)
+
+    def call_attempts(self, operation: str, fn: Callable[[int], T], *, idempotent: bool = True) -> T:
+        """Like `call`, but `fn` gets the 1-based attempt number (a retried launch looks before it leaps)."""
+        attempts = 0
+
+        def attempt() -> T:
+            nonlocal attempts
+            attempts += 1
+            return fn(attempts)
+
+        try:
+            return call_with_retry(attempt, operation=operation, policy=self.policy, idempotent=idempotent)
+        except (botoexc.ClientError, botoexc.BotoCoreError) as exc:
+            raise translate_error(exc, operation=operation, attempts=attempts) from exc
+
+    def pages(
+        self,
+        operation: str,
+        fn: Callable[..., Mapping[str, Any]],
+        kwargs: Mapping[str, Any],
+        *,
+        retried: bool = True,
+    ) -> Iterator[Mapping[str, Any]]:
+        """Follow `NextToken`, retrying each page on its own so a throttled page 3 does not refetch 1 and 2.
+
+        With `retried=False` the raw botocore errors propagate (for use inside an outer retry loop).
+        """
+        token: str | None = None
+        while True:
+            page_kwargs = dict(kwargs)
+            if token:
+                page_kwargs["NextToken"] = token
+            if retried:
+                page = self.call(operation, functools.partial(fn, **page_kwargs))
+            else:
+                page = fn(**page_kwargs)
+            yield page
+            next_token = page.get("NextToken")
+            if not next_token:
+                return
+            token = str(next_token)
