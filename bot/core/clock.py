@@ -70,3 +70,21 @@ def as_utc(value: datetime) -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         return value.replace(tzinfo=UTC)
     return value.astimezone(UTC)
+
+
+class ShiftedClock:
+    """Real time moved by an offset that can grow: scheduler tests and the sandbox move it forward, while
+    the cloud (or its emulator) keeps stamping real times."""
+
+    def __init__(self, offset: timedelta = timedelta()) -> None:
+        self._offset = offset
+
+    def now(self) -> datetime:
+        return SystemClock().now() + self._offset
+
+    def advance(self, delta: timedelta | None = None, **units: float) -> datetime:
+        step = (delta or timedelta()) + timedelta(**units)
+        if step < timedelta():
+            raise ValueError(f"a clock cannot move backwards (asked to move {step})")
+        self._offset += step
+        return self.now()

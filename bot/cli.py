@@ -1,0 +1,104 @@
+"""`runctl-bot`: the operator's entry point (serve, migrate, check, and the fleet commands)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from bot import __version__
+from bot.config import ConfigError, Settings, load_settings
+from bot.logs import setup_logging
+
+log = logging.getLogger("runctl_bot")
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_PROBLEMS = 2
+
+
+def _settings_or_exit() -> Settings:
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        print("Configuration problems:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  - {problem}", file=sys.stderr)
+        raise SystemExit(EXIT_PROBLEMS) from None
+
+
+def cmd_migrate(_args: argparse.Namespace) -> int:
+    from storage.migrate import current_revision, head_revision, upgrade
+
+    settings = _settings_or_exit()
+    upgrade(settings.database_url)
+    from storage.engine import make_engine
+
+    engine = make_engine(settings.database_url)
+    try:
+        print(f"database migrated to {current_revision(engine)} (head {head_revision()})")
+    finally:
+        engine.dispose()
+    return EXIT_OK
+
+
+def cmd_check(_args: argparse.Namespace) -> int:
+    from bot.checks import run_checks
+
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print("✗ configuration")
+        for problem in exc.problems:
+            print(f"  - {problem}")
+        return EXIT_PROBLEMS
+    report = run_checks(settings)
+    for line in report.lines():
+        print(line)
+    return EXIT_PROBLEMS if report.problems else EXIT_OK
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from bot.runtime import serve
+
+    settings = _settings_or_exit()
+    setup_logging(settings.log_level, settings.log_format)
+    return serve(settings, role=args.role)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="runctl-bot", description="Run an ML team's cloud training fleet from Slack, safely."
+    )
+    parser.add_argument("--version", action="version", version=f"runctl-bot {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("migrate", help="upgrade the database to the latest schema")
+    p.set_defaults(func=cmd_migrate)
+
+    p = sub.add_parser("check", help="validate configuration and reach Slack and AWS; exit 2 on any problem")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("serve", help="run the bot (HTTP, or Socket Mode when SLACK_APP_TOKEN is set)")
+    p.add_argument("--role", choices=("web", "scheduler", "all"), default="all")
+    p.set_defaults(func=cmd_serve)
+
+    from bot.cli_fleet import add_fleet_commands
+
+    add_fleet_commands(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_PROBLEMS
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

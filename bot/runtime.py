@@ -1,0 +1,68 @@
+"""Process wiring for `serve`: database check, Slack app, HTTP or Socket Mode, clean shutdown."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from bot.config import Settings
+from bot.web import HttpServer, make_wsgi_app
+
+log = logging.getLogger(__name__)
+
+
+def ensure_migrated(settings: Settings) -> str | None:
+    """Return a one-line problem when the schema is not at head, else None."""
+    from storage.engine import make_engine
+    from storage.migrate import current_revision, head_revision
+
+    engine = make_engine(settings.database_url)
+    try:
+        current = current_revision(engine)
+    finally:
+        engine.dispose()
+    head = head_revision()
+    if current != head:
+        return (
+            f"database schema is at {current or 'nothing'} but this version needs {head}: "
+            "run `runctl-bot migrate` first"
+        )
+    return None
+
+
+def serve(settings: Settings, *, role: str = "all") -> int:
+    problem = ensure_migrated(settings)
+    if problem:
+        sys.stderr.write(f"runctl-bot: {problem}\n")
+        return 2
+    from bot.wiring import build_application
+
+    application = build_application(settings, role=role)
+    handler = None
+    if role in ("web", "all") and not settings.socket_mode:
+        from slack_bolt.adapter.wsgi import SlackRequestHandler
+
+        handler = SlackRequestHandler(application.slack_app)
+    server = HttpServer(
+        make_wsgi_app(handler, ready=application.readiness),
+        settings.host,
+        settings.port,
+        threads=settings.workers,
+    )
+    socket_handler = None
+    if role in ("web", "all") and settings.socket_mode and settings.slack_app_token is not None:
+        from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+        socket_handler = SocketModeHandler(application.slack_app, settings.slack_app_token.get_secret_value())
+        socket_handler.connect()  # type: ignore[no-untyped-call]
+        log.info("connected to Slack in Socket Mode")
+    application.start()
+    log.info("runctl-bot %s listening on http://%s:%d (role %s)", "serving", server.host, server.port, role)
+    try:
+        server.serve_forever()
+    finally:
+        if socket_handler is not None:
+            socket_handler.close()  # type: ignore[no-untyped-call]
+        application.stop()
+        log.info("stopped cleanly")
+    return 0

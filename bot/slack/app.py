@@ -1,0 +1,199 @@
+"""The Bolt app factory: verification, dedup, authorisation, then listeners that ack in milliseconds.
+
+Nothing here is module-level or reconfigured per request. Listeners parse and authorise (pure, fast),
+ack, and hand the work to the services' bounded executor; answers go back through `respond`
+(private) or the Notifier (public, updated in place). Every failure becomes a short private message
+with the operation id; the stack trace goes to the log only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from slack_bolt import Ack, App, BoltContext, BoltResponse, Respond
+from slack_sdk import WebClient
+
+from bot.config import Settings
+from bot.core import commands as cmds
+from bot.core.approvals import Decision
+from bot.services.container import BotServices
+from bot.services.dispatch import CommandDispatcher, Origin, Reply, config_rows
+from bot.views import operations as op_views
+
+log = logging.getLogger(__name__)
+
+COMMAND = "/runctl"
+
+
+def _delivery_key(body: dict[str, Any]) -> str | None:
+    """What makes a Slack delivery unique: redeliveries (X-Slack-Retry-Num) carry the same key."""
+    if body.get("event_id"):
+        return f"event:{body['event_id']}"
+    if body.get("command") and body.get("trigger_id"):
+        return f"command:{body['trigger_id']}"
+    return None
+
+
+def _operation_id(key: str) -> str:
+    """A deterministic operation id per delivery: a redelivered launch finds its first attempt."""
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+class SlackBot:
+    """Holds what the listeners share; `app` is the Bolt app to serve."""
+
+    def __init__(self, settings: Settings, services: BotServices, client: WebClient) -> None:
+        self.settings = settings
+        self.services = services
+        self.dispatcher = CommandDispatcher(services, config_rows(settings))
+        self.app = App(
+            client=client,
+            signing_secret=settings.slack_signing_secret.get_secret_value()
+            if settings.slack_signing_secret
+            else None,
+            token_verification_enabled=False,
+            request_verification_enabled=not settings.socket_mode,
+            listener_executor=ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="bolt"),
+            process_before_response=False,
+        )
+        self.app.middleware(self._dedup)
+        self.app.command(COMMAND)(self._on_command)
+        self.app.action(op_views.APPROVE)(self._on_approve)
+        self.app.action(op_views.DENY)(self._on_deny)
+        self.app.action(op_views.START_BACK)(self._on_start_back)
+        self.app.error(self._on_error)
+
+    # --- middleware ------------------------------------------------------------------------------
+
+    def _dedup(
+        self, body: dict[str, Any], context: BoltContext, next: Callable[[], BoltResponse]
+    ) -> BoltResponse:
+        key = _delivery_key(body)
+        if key is not None:
+            context["delivery_key"] = key
+            repo = self.services.deps.repos.deliveries
+            if not repo.claim(key, self.services.deps.clock.now()):
+                log.info("duplicate Slack delivery %s ignored", key)
+                return BoltResponse(status=200, body="")
+        return next()
+
+    # --- slash command ---------------------------------------------------------------------------
+
+    def _on_command(self, ack: Ack, command: dict[str, Any], respond: Respond, context: BoltContext) -> None:
+        user = str(command.get("user_id", ""))
+        channel = command.get("channel_id")
+        parsed = cmds.parse(str(command.get("text", "")), self.services.deps.clock.now())
+        if isinstance(parsed, cmds.ParseError):
+            ack(response_type="ephemeral", text=parsed.render())
+            return
+        roles = self.services.deps.roles
+        gate = roles.check_channel(channel)
+        if gate.allowed:
+            gate = roles.check_verb(user, parsed.verb, required=parsed.required_role)
+        if not gate.allowed:
+            ack(response_type="ephemeral", text=f":no_entry: {gate.reason}")
+            self.services.auditor.event(
+                user, f"request:{parsed.verb}", "denied", detail={"reason": gate.reason}
+            )
+            return
+        if isinstance(parsed, cmds.HelpCommand):
+            ack(response_type="ephemeral", text=cmds.help_text(parsed.topic))
+            return
+        key = context.get("delivery_key")
+        origin = Origin(user, channel, _operation_id(key) if key else None)
+        # Queued before the ack returns, so the work is accounted for (drain, shutdown) the moment Slack
+        # hears back; queueing takes microseconds.
+        self.services.submit(self._run, parsed, origin, respond)
+        ack()
+
+    def _run(self, parsed: cmds.Command, origin: Origin, respond: Respond) -> None:
+        try:
+            reply = self.dispatcher.run(parsed, origin)
+        except Exception:
+            ref = origin.operation_id or "none"
+            log.exception("command %s by %s failed (operation %s)", parsed.verb, origin.user, ref)
+            self._safe_respond(
+                respond,
+                Reply(
+                    f":x: `/runctl {parsed.verb}` failed unexpectedly (operation `{ref}`). "
+                    "The details are in the bot's log; nothing more was done."
+                ),
+            )
+            return
+        if reply.text:
+            self._safe_respond(respond, reply)
+
+    @staticmethod
+    def _safe_respond(respond: Respond, reply: Reply) -> None:
+        try:
+            respond(
+                text=reply.text,
+                blocks=reply.blocks or None,
+                response_type="in_channel" if reply.public else "ephemeral",
+                replace_original=False,
+            )
+        except Exception:
+            log.exception("could not answer through response_url")
+
+    # --- buttons ---------------------------------------------------------------------------------
+
+    def _decide(self, ack: Ack, body: dict[str, Any], respond: Respond, decision: Decision) -> None:
+        user = str(body.get("user", {}).get("id", ""))
+        approval_id = str(body.get("actions", [{}])[0].get("value", ""))
+
+        def work() -> None:
+            try:
+                result = self.services.approvals.decide(approval_id, user, decision)
+            except Exception:
+                log.exception("approval %s click by %s failed", approval_id, user)
+                result_text = f":x: Your click on request `{approval_id}` failed; nothing was done."
+                self._safe_respond(respond, Reply(result_text))
+                return
+            if result.ephemeral:
+                self._safe_respond(respond, Reply(result.ephemeral))
+
+        self.services.submit(work)
+        ack()
+
+    def _on_approve(self, ack: Ack, body: dict[str, Any], respond: Respond) -> None:
+        self._decide(ack, body, respond, Decision.APPROVE)
+
+    def _on_deny(self, ack: Ack, body: dict[str, Any], respond: Respond) -> None:
+        self._decide(ack, body, respond, Decision.DENY)
+
+    def _on_start_back(self, ack: Ack, body: dict[str, Any], respond: Respond) -> None:
+        user = str(body.get("user", {}).get("id", ""))
+        channel = (body.get("channel") or {}).get("id")
+        gate = self.services.deps.roles.check_verb(user, "start")
+        if not gate.allowed:
+            ack()
+            self._safe_respond(respond, Reply(f":no_entry: {gate.reason}"))
+            return
+        ack()
+        ids = [i for i in str(body.get("actions", [{}])[0].get("value", "")).split(",") if i]
+        origin = Origin(user, channel)
+        self.services.submit(self._run_button, lambda: self.dispatcher.start_back(ids, origin), respond)
+
+    def _run_button(self, work: Callable[[], Reply], respond: Respond) -> None:
+        try:
+            reply = work()
+        except Exception:
+            log.exception("button action failed")
+            reply = Reply(":x: That button failed unexpectedly; nothing more was done.")
+        if reply.text:
+            self._safe_respond(respond, reply)
+
+    # --- errors ----------------------------------------------------------------------------------
+
+    def _on_error(self, error: Exception, body: dict[str, Any], respond: Respond | None) -> None:
+        log.error("unhandled error in a listener: %s", error, exc_info=error)
+        if respond is not None:
+            self._safe_respond(respond, Reply(":x: Something went wrong; the details are in the bot's log."))
+
+
+def create_app(settings: Settings, services: BotServices, *, client: WebClient) -> SlackBot:
+    return SlackBot(settings, services, client)

@@ -1,0 +1,181 @@
+"""Composition root: settings in, a running application out. The only module that knows every part."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import time
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Engine
+
+from bot.config import Settings
+from bot.core.access import RoleBook
+from bot.core.clock import Clock, SystemClock
+from bot.core.policy import (
+    ApprovalPolicy,
+    BreakerPolicy,
+    IdlePolicy,
+    IdleStatistic,
+    SafetyPolicy,
+    WorkingHours,
+)
+from bot.services.container import BotServices
+from bot.services.deps import ServiceDeps
+from bot.services.ports import Notifier
+from providers.aws.config import AwsConfig
+from providers.base import Provider
+from providers.registry import default_registry
+from storage.engine import make_engine
+from storage.repositories import Repositories
+
+log = logging.getLogger(__name__)
+
+_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def policy_from(settings: Settings) -> SafetyPolicy:
+    def hhmm(text: str) -> time:
+        hours, minutes = text.split(":")
+        return time(int(hours), int(minutes))
+
+    return SafetyPolicy(
+        min_age_command=settings.min_age_command,
+        min_age_idle=settings.min_age_idle,
+        idle=IdlePolicy(
+            threshold_percent=settings.idle_cpu_threshold,
+            window=settings.idle_window,
+            min_coverage=settings.idle_min_coverage,
+            statistic=IdleStatistic(settings.idle_statistic),
+            period_seconds=settings.idle_period_seconds,
+        ),
+        grace=settings.grace_period,
+        working_hours=WorkingHours(
+            start=hhmm(settings.work_start),
+            end=hhmm(settings.work_end),
+            workdays=frozenset(_DAYS.index(d) for d in settings.work_days),
+            default_timezone=settings.default_timezone,
+        ),
+        breaker=BreakerPolicy(
+            max_actions=settings.breaker_max_actions, max_fleet_share=settings.breaker_max_share
+        ),
+        max_keeps_per_machine=settings.keep_max_per_machine,
+        approvals=ApprovalPolicy(
+            expiry=settings.approval_expiry,
+            cost_per_hour=Decimal(str(settings.approval_cost_per_hour)),
+            user_max_instances=settings.user_max_instances,
+            user_max_cost_per_hour=Decimal(str(settings.user_max_cost_per_hour)),
+        ),
+    )
+
+
+def roles_from(settings: Settings) -> RoleBook:
+    return RoleBook.of(
+        admins=settings.admins, approvers=settings.approvers, users=settings.users, channels=settings.channels
+    )
+
+
+def aws_config_from(settings: Settings) -> AwsConfig:
+    return AwsConfig(
+        region=settings.aws_region,
+        profile=settings.aws_profile,
+        endpoint_url=settings.aws_endpoint_url,
+        ami_id=settings.ami_id,
+        gpu_root_volume_gb=settings.gpu_root_volume_gb,
+        default_root_volume_gb=settings.root_volume_gb,
+        iam_instance_profile=settings.iam_instance_profile,
+        subnet_id=settings.subnet_id,
+        security_group_ids=tuple(settings.security_group_ids),
+        key_name=settings.key_name,
+        quota_warn_at=settings.quota_warn,
+        quota_refuse_at=settings.quota_refuse,
+        gpu_metric_namespace=settings.gpu_metric_namespace,
+        gpu_metric_name=settings.gpu_metric_name,
+        gpu_metric_dimension=settings.gpu_metric_dimension,
+        price_ttl=settings.pricing_ttl,
+    )
+
+
+def build_provider(settings: Settings, repos: Repositories) -> Provider:
+    """The first enabled provider (the fleet lives in one cloud today; the registry allows more)."""
+    registry = default_registry()
+    name = settings.providers[0] if settings.providers else "aws"
+    return registry.create(name, config=aws_config_from(settings), price_cache=repos.prices)
+
+
+@dataclass
+class Application:
+    settings: Settings
+    engine: Engine
+    services: BotServices
+    slack_app: Any  # slack_bolt.App
+    role: str = "all"
+    background: list[Any] = field(default_factory=list)
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        from storage.migrate import is_current
+
+        detail: dict[str, Any] = {}
+        try:
+            detail["database"] = "ok" if is_current(self.engine) else "schema not current"
+        except Exception as exc:
+            detail["database"] = f"unreachable: {type(exc).__name__}"
+        ok = detail["database"] == "ok"
+        return ok, {"status": "ready" if ok else "not ready", **detail}
+
+    def start(self) -> None:
+        for part in self.background:
+            part.start()
+
+    def stop(self) -> None:
+        for part in reversed(self.background):
+            try:
+                part.stop()
+            except Exception:
+                log.exception("stopping %s failed", part)
+        self.services.shutdown()
+        self.engine.dispose()
+
+
+def build_services(
+    settings: Settings,
+    *,
+    engine: Engine,
+    notifier: Notifier,
+    provider: Provider | None = None,
+    clock: Clock | None = None,
+) -> BotServices:
+    repos = Repositories.from_engine(engine)
+    deps = ServiceDeps(
+        provider=provider or build_provider(settings, repos),
+        repos=repos,
+        notifier=notifier,
+        clock=clock or SystemClock(),
+        policy=policy_from(settings),
+        roles=roles_from(settings),
+        enforce=settings.idle_enforce,
+        team_channel=settings.team_channel,
+    )
+    return BotServices.build(deps, workers=settings.workers)
+
+
+def build_application(
+    settings: Settings,
+    *,
+    role: str = "all",
+    clock: Clock | None = None,
+    provider: Provider | None = None,
+    slack_retry_handlers: list[Any] | None = None,
+) -> Application:
+    from bot.slack.app import create_app
+    from bot.slack.client import make_web_client
+    from bot.slack.notifier import SlackNotifier
+
+    engine = make_engine(settings.database_url)
+    client = make_web_client(settings, handlers=slack_retry_handlers)
+    services = build_services(
+        settings, engine=engine, notifier=SlackNotifier(client), provider=provider, clock=clock
+    )
+    bot = create_app(settings, services, client=client)
+    return Application(settings=settings, engine=engine, services=services, slack_app=bot.app, role=role)
