@@ -110,6 +110,7 @@ class Settings(BaseSettings):
     gpu_metric_name: str | None = None
     gpu_metric_dimension: str = "InstanceId"
     pricing_ttl: Duration = timedelta(hours=24)
+    pricing_api: bool = True
 
     # --- Safety (DESIGN §3) ----------------------------------------------------------------------
     min_age_command: Duration = timedelta(minutes=5)

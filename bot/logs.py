@@ -56,6 +56,8 @@ def setup_logging(level: str = "INFO", fmt: str = "auto") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # botocore logs request bodies at DEBUG; keep it quiet unless asked for.
-    for noisy in ("botocore", "urllib3", "waitress.queue"):
-        logging.getLogger(noisy).setLevel(max(logging.INFO, logging.getLevelName(level)))
+    # Libraries that chat at INFO (alembic) or log request bodies at DEBUG (botocore) stay quiet
+    # unless the operator asks for DEBUG.
+    quiet = logging.DEBUG if level == "DEBUG" else logging.WARNING
+    for noisy in ("alembic", "botocore", "urllib3", "waitress.queue", "apscheduler", "slack_bolt"):
+        logging.getLogger(noisy).setLevel(quiet)

@@ -94,6 +94,7 @@ def aws_config_from(settings: Settings) -> AwsConfig:
         gpu_metric_name=settings.gpu_metric_name,
         gpu_metric_dimension=settings.gpu_metric_dimension,
         price_ttl=settings.pricing_ttl,
+        use_pricing_api=settings.pricing_api,
     )
 
 

@@ -69,6 +69,8 @@ class AwsConfig:
 
     # Prices
     pricing_region: str = "us-east-1"  # the Pricing API answers only in a few regions
+    # False: never call the Pricing API (air-gapped accounts, emulators); the cache and table serve.
+    use_pricing_api: bool = True
     price_ttl: timedelta = timedelta(hours=24)
 
     def __post_init__(self) -> None:

@@ -265,6 +265,8 @@ class PriceBook:
             ) from exc
 
     def _api_available(self, now: datetime) -> bool:
+        if not self._config.use_pricing_api:
+            return False
         with self._lock:
             return self._api_blocked_until is None or now >= self._api_blocked_until
 

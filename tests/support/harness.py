@@ -14,23 +14,42 @@ from pathlib import Path
 from typing import Any
 
 from slack_bolt.adapter.wsgi import SlackRequestHandler
+from sqlalchemy import text as sql_text
 
 from bot.config import Settings, load_settings
 from bot.core.clock import ShiftedClock
-from bot.slack.standin import Message, SlackStandIn
+from bot.slack.standin import Ephemeral, Message, SlackStandIn
 from bot.slack.standin.delivery import DeliveryResponse, block_actions_request, send, slash_command_request
 from bot.web import HttpServer, make_wsgi_app
 from bot.wiring import Application, aws_config_from, build_application
+from providers import tags as tagschema
 from providers.aws.config import AwsConfig
 from providers.aws.provider import AwsProvider
 from providers.retry import RetryPolicy
 from storage.engine import make_engine
 from storage.migrate import upgrade
 from storage.repositories import Repositories
-from tests.support.moto import ApiCallCounter, MotoServer
+from tests.support.moto import ApiCallCounter, MotoServer, run_instances
 from tests.support.slack import ALICE, BOB, CAROL, DAVE, FLEET, retry_handlers
 
 ADMIN, REQUESTER, APPROVER, OUTSIDER = ALICE, BOB, CAROL, DAVE
+# Every AWS call that changes the fleet; "nothing changed" means none of these were sent.
+MUTATING_CALLS = (
+    "ec2.RunInstances",
+    "ec2.StartInstances",
+    "ec2.StopInstances",
+    "ec2.TerminateInstances",
+    "ec2.CreateTags",
+    "ec2.DeleteTags",
+)
+TABLES = (
+    "operations",
+    "approvals",
+    "audit_events",
+    "slack_deliveries",
+    "resources",
+    "state_transitions",
+)
 FAST_RETRY = RetryPolicy(
     max_attempts=5, max_total_seconds=10.0, base_wait_seconds=0.001, max_wait_seconds=0.004
 )
@@ -71,6 +90,133 @@ class Bot:
         if not self.application.services.drain(timeout):
             raise AssertionError("the bot's work queue did not drain")
 
+    # --- driving ---------------------------------------------------------------------------------
+
+    def run(self, user: str, text: str, *, channel: str = FLEET.id) -> DeliveryResponse:
+        """Deliver `/runctl <text>`, insist on a 200, and wait until the work it started is done."""
+        response = self.command(user, text, channel=channel)
+        assert response.status == 200, f"/runctl {text}: HTTP {response.status} {response.text}"
+        self.wait_idle()
+        return response
+
+    def press(self, user: str, message: Message, action_id: str) -> DeliveryResponse:
+        """Click a button, insist on a 200, and wait until the work it started is done."""
+        response = self.click(user, message, action_id)
+        assert response.status == 200, f"click {action_id}: HTTP {response.status} {response.text}"
+        self.wait_idle()
+        return response
+
+    # --- the cloud -------------------------------------------------------------------------------
+
+    def seed(
+        self,
+        count: int = 1,
+        *,
+        owner: str = REQUESTER.id,
+        project: str = "demo",
+        instance_type: str = "t3.micro",
+        tags: dict[str, str] | None = None,
+        managed: bool = True,
+    ) -> list[str]:
+        """Machines in moto as the bot would have launched them, known to the bot's database (as after a
+        reconcile); the AWS call counter starts from zero afterwards."""
+        all_tags = {tagschema.OWNER: owner, tagschema.PROJECT: project, **(tags or {})}
+        if managed:
+            all_tags[tagschema.MANAGED] = "true"
+        ids = run_instances(self.aws.client("ec2"), count, tags=all_tags, instance_type=instance_type)
+        self.application.services.tracking.reconcile()
+        self.calls.reset()
+        return ids
+
+    def describe(self, instance_id: str) -> dict[str, Any]:
+        reservations = self.aws.client("ec2").describe_instances(InstanceIds=[instance_id])["Reservations"]
+        instance: dict[str, Any] = reservations[0]["Instances"][0]
+        return instance
+
+    def state(self, instance_id: str) -> str:
+        return str(self.describe(instance_id)["State"]["Name"])
+
+    def tags(self, instance_id: str) -> dict[str, str]:
+        return {t["Key"]: t["Value"] for t in self.describe(instance_id).get("Tags", [])}
+
+    def fleet(self) -> dict[str, tuple[str, dict[str, str]]]:
+        """Every machine in moto with its state and tags, to compare before and after."""
+        out: dict[str, tuple[str, dict[str, str]]] = {}
+        pages = self.aws.client("ec2").get_paginator("describe_instances").paginate()
+        for page in pages:
+            for reservation in page["Reservations"]:
+                for inst in reservation["Instances"]:
+                    tags = {t["Key"]: t["Value"] for t in inst.get("Tags", [])}
+                    out[inst["InstanceId"]] = (inst["State"]["Name"], tags)
+        return out
+
+    def mutations(self) -> int:
+        """AWS calls the bot made that change the fleet."""
+        return sum(self.calls.count(name) for name in MUTATING_CALLS)
+
+    # --- what Slack shows ------------------------------------------------------------------------
+
+    def replies(self, user: str) -> list[str]:
+        """Everything only `user` saw (ephemerals: synchronous replies and respond()), oldest first."""
+        return [rendered(e) for e in self.standin.ephemerals(user=user)]
+
+    def last_reply(self, user: str) -> str:
+        replies = self.replies(user)
+        assert replies, f"{user} got no private reply"
+        return replies[-1]
+
+    def posts(self, channel: str = FLEET.id) -> list[Message]:
+        """Top-level messages the bot posted in a channel, oldest first (as they look now)."""
+        return [m for m in self.standin.messages(channel) if m.is_bot_message and not m.is_reply]
+
+    def with_button(self, action_id: str, channel: str = FLEET.id) -> Message:
+        """The newest message in `channel` that still carries a button `action_id`."""
+        for message in reversed(self.posts(channel)):
+            if action_id in buttons(message):
+                return message
+        raise AssertionError(f"no message in {channel} has a {action_id!r} button")
+
+    def current(self, message: Message) -> Message:
+        """The message as it is now (after chat.update)."""
+        fresh = self.standin.message(message.channel, message.ts)
+        assert fresh is not None, f"message {message.ts} is gone"
+        return fresh
+
+    def rows(self) -> dict[str, int]:
+        """Rows per table in the bot's database."""
+        with self.application.engine.connect() as conn:
+            return {t: int(conn.execute(sql_text(f"SELECT COUNT(*) FROM {t}")).scalar_one()) for t in TABLES}
+
+
+def _texts(node: Any) -> list[str]:
+    """Every human-readable string in a block tree (section text, fields, context, headers, buttons)."""
+    if isinstance(node, dict):
+        found = [node["text"]] if isinstance(node.get("text"), str) else []
+        for key, value in node.items():
+            if key != "text" or not isinstance(value, str):
+                found += _texts(value)
+        return found
+    if isinstance(node, list):
+        return [t for item in node for t in _texts(item)]
+    return []
+
+
+def rendered(message: Message | Ephemeral) -> str:
+    """What a person reads: the fallback text and every text in the blocks, one per line."""
+    return "\n".join([message.text, *_texts(message.blocks)])
+
+
+def buttons(message: Message | Ephemeral) -> list[str]:
+    """The action ids of the buttons in a message."""
+    ids: list[str] = []
+    for block in message.blocks:
+        if block.get("type") == "actions":
+            ids += [str(e.get("action_id")) for e in block.get("elements", []) if e.get("type") == "button"]
+        accessory = block.get("accessory")
+        if isinstance(accessory, dict) and accessory.get("type") == "button":
+            ids.append(str(accessory.get("action_id")))
+    return ids
+
 
 def bot_settings(db_path: Path, standin: SlackStandIn, aws: MotoServer, **extra: str) -> dict[str, str]:
     env = {
@@ -83,6 +229,7 @@ def bot_settings(db_path: Path, standin: SlackStandIn, aws: MotoServer, **extra:
         "RUNCTL_APPROVERS": CAROL.id,
         "RUNCTL_USERS": BOB.id,
         "RUNCTL_WORKERS": "8",
+        "RUNCTL_PRICING_API": "false",  # moto has no Pricing API; the shipped table answers
     }
     env.update(extra)
     return env
@@ -127,4 +274,14 @@ def running_bot(
         application.stop()
 
 
-__all__ = ["ADMIN", "APPROVER", "OUTSIDER", "REQUESTER", "Bot", "running_bot"]
+__all__ = [
+    "ADMIN",
+    "APPROVER",
+    "MUTATING_CALLS",
+    "OUTSIDER",
+    "REQUESTER",
+    "Bot",
+    "buttons",
+    "rendered",
+    "running_bot",
+]
