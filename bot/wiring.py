@@ -112,6 +112,7 @@ class Application:
     services: BotServices
     slack_app: Any  # slack_bolt.App
     role: str = "all"
+    scheduled: Any = None  # bot.scheduler.runtime.ScheduledServices
     background: list[Any] = field(default_factory=list)
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
@@ -164,7 +165,7 @@ def build_services(
 def build_application(
     settings: Settings,
     *,
-    role: str = "all",
+    role: str = "web",
     clock: Clock | None = None,
     provider: Provider | None = None,
     slack_retry_handlers: list[Any] | None = None,
@@ -179,4 +180,14 @@ def build_application(
         settings, engine=engine, notifier=SlackNotifier(client), provider=provider, clock=clock
     )
     bot = create_app(settings, services, client=client)
-    return Application(settings=settings, engine=engine, services=services, slack_app=bot.app, role=role)
+    from bot.scheduler.runtime import ScheduledServices, SchedulerRuntime
+    from bot.slack.reminder_buttons import register_reminder_buttons
+
+    scheduled = ScheduledServices.build(services, settings)
+    register_reminder_buttons(bot.app, services, scheduled.idle)
+    application = Application(
+        settings=settings, engine=engine, services=services, slack_app=bot.app, role=role, scheduled=scheduled
+    )
+    if role in ("scheduler", "all"):
+        application.background.append(SchedulerRuntime(services, settings, engine, scheduled=scheduled))
+    return application

@@ -271,3 +271,34 @@ class SlackDelivery(SQLModel, table=True):
 
     key: str = Field(primary_key=True)
     first_seen: datetime = _when(index=True)
+
+
+class SchedulerLease(SQLModel, table=True):
+    """Which process runs the scheduled jobs; taken and renewed with one compare-and-set UPDATE."""
+
+    __tablename__ = "scheduler_leases"
+
+    name: str = Field(primary_key=True)
+    holder: str
+    expires_at: datetime = _when()
+    renewed_at: datetime = _when()
+
+
+class JobRun(SQLModel, table=True):
+    """One run of one job for one time slot: a duplicate firing finds the row and does nothing."""
+
+    __tablename__ = "job_runs"
+
+    job_name: str = Field(primary_key=True)
+    slot: str = Field(primary_key=True)
+    holder: str
+    started_at: datetime = _when(index=True)
+
+
+class SentNotice(SQLModel, table=True):
+    """Notices sent once per occurrence (a cost threshold crossed, a spot interruption seen)."""
+
+    __tablename__ = "sent_notices"
+
+    key: str = Field(primary_key=True)
+    sent_at: datetime = _when(index=True)

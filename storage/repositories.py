@@ -13,7 +13,10 @@ from storage.repos import (
     CleanupMarkRepository,
     DeliveryRepository,
     JobRepository,
+    JobRunRepository,
+    LeaseRepository,
     MarkResult,
+    NoticeRepository,
     OperationRepository,
     PriceCacheRepository,
     ResourceRepository,
@@ -28,7 +31,10 @@ __all__ = [
     "CleanupMarkRepository",
     "DeliveryRepository",
     "JobRepository",
+    "JobRunRepository",
+    "LeaseRepository",
     "MarkResult",
+    "NoticeRepository",
     "OperationRepository",
     "PriceCacheRepository",
     "Repositories",
@@ -49,6 +55,9 @@ class Repositories:
     prices: PriceCacheRepository
     audit: AuditRepository
     deliveries: DeliveryRepository
+    leases: LeaseRepository
+    job_runs: JobRunRepository
+    notices: NoticeRepository
 
     @classmethod
     def from_engine(cls, engine: Engine) -> Repositories:
@@ -62,4 +71,7 @@ class Repositories:
             prices=PriceCacheRepository(engine),
             audit=AuditRepository(engine),
             deliveries=DeliveryRepository(engine),
+            leases=LeaseRepository(engine),
+            job_runs=JobRunRepository(engine),
+            notices=NoticeRepository(engine),
         )

@@ -12,6 +12,7 @@ from storage.repos.resources import (
     ResourceRepository,
     TransitionRecord,
 )
+from storage.repos.scheduling import JobRunRepository, LeaseRepository, NoticeRepository
 from storage.repos.subscriptions import SubscriptionRepository
 
 __all__ = [
@@ -21,7 +22,10 @@ __all__ = [
     "CleanupMarkRepository",
     "DeliveryRepository",
     "JobRepository",
+    "JobRunRepository",
+    "LeaseRepository",
     "MarkResult",
+    "NoticeRepository",
     "OperationRepository",
     "PriceCacheRepository",
     "ResourceRepository",

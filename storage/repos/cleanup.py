@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
@@ -83,6 +83,17 @@ class CleanupMarkRepository:
             if rule is not None:
                 query = query.where(CleanupMark.rule == rule)
             return list(session.exec(query.order_by(col(CleanupMark.marked_at), col(CleanupMark.id))))
+
+    def list_by_message(self, channel: str, ts: str) -> list[CleanupMark]:
+        """Every mark (open or closed) shown in one message, for re-rendering a digest in place."""
+        with session_scope(self._engine) as session:
+            query = select(CleanupMark).where(
+                or_(
+                    (col(CleanupMark.dm_channel) == channel) & (col(CleanupMark.dm_ts) == ts),
+                    (col(CleanupMark.slack_channel) == channel) & (col(CleanupMark.slack_ts) == ts),
+                )
+            )
+            return list(session.exec(query.order_by(col(CleanupMark.id))))
 
     def transition(
         self,

@@ -1,0 +1,221 @@
+"""The scheduler of one bot process, and the rules that make several processes run each job once.
+
+- A lease row (`scheduler_leases`) names the one process whose APScheduler runs jobs; others keep theirs
+  paused and take over once the holder stops renewing (TTL). No clustering beyond one UPDATE.
+- Every run first claims `(job, slot)` in `job_runs`, so a duplicate firing during a lease hand-over
+  does nothing.
+- Jobs live in a `SQLAlchemyJobStore` on the bot's database (coalesce, misfire grace, max_instances=1);
+  the lease renewal runs from a plain thread of this process.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine
+
+from bot.config import Settings
+from bot.scheduler import jobs as job_entry
+from bot.services.alerts import AlertThresholds, CostAlertService
+from bot.services.container import BotServices
+from bot.services.notifications import StateNotifier
+from bot.services.reminders import IdleCycleService
+from bot.services.reports import ReportService
+
+log = logging.getLogger(__name__)
+
+LEASE = "scheduler"
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    name: str
+    every: timedelta
+    run: Callable[[], object]
+
+
+@dataclass
+class JobStats:
+    runs: int = 0
+    skipped: int = 0
+    failures: int = 0
+    last_seconds: float = 0.0
+    last_result: object = None
+
+
+@dataclass
+class ScheduledServices:
+    """The use cases only the scheduler drives, built on the same dependencies as the rest."""
+
+    idle: IdleCycleService
+    reports: ReportService
+    alerts: CostAlertService
+    state_notices: StateNotifier
+
+    @classmethod
+    def build(cls, services: BotServices, settings: Settings) -> ScheduledServices:
+        deps = services.deps
+        return cls(
+            idle=IdleCycleService(
+                deps, services.prices, services.operations, services.approvals, services.auditor
+            ),
+            reports=ReportService(deps),
+            alerts=CostAlertService(
+                deps,
+                AlertThresholds(
+                    machine_cost=settings.alert_machine_cost,
+                    machine_hours=settings.alert_machine_hours,
+                    user_daily_cost=settings.alert_user_daily_cost,
+                    team_monthly_budget=settings.team_monthly_budget,
+                ),
+            ),
+            state_notices=StateNotifier(deps),
+        )
+
+
+class SchedulerRuntime:
+    def __init__(
+        self,
+        services: BotServices,
+        settings: Settings,
+        engine: Engine,
+        *,
+        holder: str | None = None,
+        lease_ttl: timedelta = timedelta(seconds=30),
+        scheduled: ScheduledServices | None = None,
+    ) -> None:
+        self.services = services
+        self.settings = settings
+        self.engine = engine
+        self.scheduled = scheduled or ScheduledServices.build(services, settings)
+        self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.lease_ttl = lease_ttl
+        self.stats: dict[str, JobStats] = {}
+        self._scheduler: Any = None
+        self._leading = False
+        self._stop = threading.Event()
+        self._renewer: threading.Thread | None = None
+        self.jobs = {spec.name: spec for spec in self._specs()}
+
+    def _specs(self) -> list[JobSpec]:
+        s = self.scheduled
+        return [
+            JobSpec("reconcile", self.settings.reconcile_interval, self._reconcile),
+            JobSpec("idle", self.settings.idle_interval, s.idle.run),
+            JobSpec("approvals", timedelta(minutes=1), self.services.approvals.expire_due),
+            JobSpec("reports", timedelta(minutes=1), s.reports.send_due),
+            JobSpec("alerts", timedelta(minutes=5), s.alerts.run),
+            JobSpec("housekeeping", timedelta(hours=1), self._housekeeping),
+        ]
+
+    # --- jobs ------------------------------------------------------------------------------------
+
+    def _reconcile(self) -> object:
+        result = self.services.tracking.reconcile()
+        return self.scheduled.state_notices.tell(result.transitions, result.instances)
+
+    def _housekeeping(self) -> object:
+        repos, now = self.services.deps.repos, self.services.deps.clock.now()
+        return {
+            "deliveries": repos.deliveries.purge_before(now - timedelta(days=1)),
+            "job_runs": repos.job_runs.purge_before(now - timedelta(days=7)),
+        }
+
+    # --- coordination ----------------------------------------------------------------------------
+
+    def renew_lease(self) -> bool:
+        """Take or renew the lease; pause or resume this process's scheduler to match."""
+        repos, now = self.services.deps.repos, self.services.deps.clock.now()
+        try:
+            held = repos.leases.acquire(LEASE, self.holder, now, self.lease_ttl)
+        except Exception:
+            log.exception("scheduler lease renewal failed")
+            held = False
+        if held != self._leading:
+            log.info("scheduler lease %s by %s", "taken" if held else "lost", self.holder)
+            self._leading = held
+            if self._scheduler is not None:
+                (self._scheduler.resume if held else self._scheduler.pause)()
+        return held
+
+    @property
+    def leading(self) -> bool:
+        return self._leading
+
+    def slot(self, name: str, now: datetime) -> str:
+        every = max(1, int(self.jobs[name].every.total_seconds()))
+        return str(int(now.timestamp()) // every)
+
+    def run(self, name: str) -> bool:
+        """Run `name` for the current slot if this process leads and nobody ran it yet; True if it ran."""
+        spec = self.jobs[name]
+        stats = self.stats.setdefault(name, JobStats())
+        repos, now = self.services.deps.repos, self.services.deps.clock.now()
+        if not self._leading or not repos.job_runs.claim(name, self.slot(name, now), self.holder, now):
+            stats.skipped += 1
+            return False
+        started = time.perf_counter()
+        try:
+            stats.last_result = spec.run()
+            stats.runs += 1
+            return True
+        except Exception:
+            stats.failures += 1
+            log.exception("scheduled job %s failed", name)
+            return True
+        finally:
+            stats.last_seconds = time.perf_counter() - started
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+        from apscheduler.schedulers.background import BackgroundScheduler
+
+        scheduler = BackgroundScheduler(
+            jobstores={"default": SQLAlchemyJobStore(engine=self.engine)},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 60},
+            timezone=UTC,
+        )
+        scheduler.start(paused=True)
+        for spec in self.jobs.values():
+            scheduler.add_job(
+                job_entry.run_job,
+                "interval",
+                seconds=max(1, int(spec.every.total_seconds())),
+                args=[spec.name],
+                id=spec.name,
+                replace_existing=True,
+            )
+        self._scheduler = scheduler
+        job_entry.register(self)
+        self.renew_lease()
+        self._renewer = threading.Thread(target=self._renew_loop, name="runctl-lease", daemon=True)
+        self._renewer.start()
+
+    def _renew_loop(self) -> None:
+        while not self._stop.wait(self.lease_ttl.total_seconds() / 3):
+            self.renew_lease()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._renewer is not None:
+            self._renewer.join(5)
+        job_entry.register(None)
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=True)
+        if self._leading:
+            try:
+                self.services.deps.repos.leases.release(LEASE, self.holder)
+            except Exception:
+                log.exception("could not release the scheduler lease")
+        self._leading = False

@@ -1,0 +1,70 @@
+"""What reconcile saw change, told to the owner: in the launch message's thread, else by DM.
+
+Spot interruptions are said plainly, with the job that was running. Each notice is sent once per
+transition, even with several bot processes (a `sent_notices` claim per transition).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from bot.core.safety import format_time
+from bot.services.deps import ServiceDeps
+from providers.base import SPOT_INTERRUPTION_CODES, Instance, InstanceState, Lifecycle
+from storage.repositories import TransitionRecord
+
+log = logging.getLogger(__name__)
+
+_TOLD = {
+    InstanceState.RUNNING: ":large_green_circle: `{id}` ({type}) is running.",
+    InstanceState.STOPPED: ":white_circle: `{id}` ({type}) has stopped.",
+    InstanceState.TERMINATED: ":black_circle: `{id}` ({type}) was terminated.",
+}
+
+
+def spot_interrupted(t: TransitionRecord) -> bool:
+    return t.lifecycle is Lifecycle.SPOT and (t.reason_code or "") in SPOT_INTERRUPTION_CODES
+
+
+class StateNotifier:
+    def __init__(self, deps: ServiceDeps) -> None:
+        self._deps = deps
+
+    def tell(self, transitions: Sequence[TransitionRecord], instances: Sequence[Instance]) -> list[str]:
+        """Notify owners of state changes; returns the notice keys sent."""
+        by_id = {i.id: i for i in instances}
+        sent: list[str] = []
+        for t in transitions:
+            if t.first_sight or t.to_state not in _TOLD:
+                continue
+            key = f"state:{t.resource_id}:{t.to_state.value}:{t.at.isoformat()}"
+            if not self._deps.repos.notices.first_time(key, self._deps.clock.now()):
+                continue
+            try:
+                self._send(t, by_id.get(t.resource_id))
+                sent.append(key)
+            except Exception:
+                log.exception("state notice %s failed; it will be retried", key)
+                self._deps.repos.notices.forget(key)
+        return sent
+
+    def _send(self, t: TransitionRecord, inst: Instance | None) -> None:
+        repos, notifier = self._deps.repos, self._deps.notifier
+        row = repos.resources.get(t.resource_id)
+        owner = (inst.owner if inst else None) or (row.owner if row else None)
+        itype = (inst.instance_type if inst else None) or (row.instance_type if row else "?")
+        if spot_interrupted(t):
+            jobs = repos.jobs.list_active([t.resource_id])
+            job = f"; job `{jobs[0].id}` was running" if jobs else ""
+            text = (
+                f":warning: Your spot {itype} `{t.resource_id}` was reclaimed by AWS at "
+                f"{format_time(t.at)}{job}."
+            )
+        else:
+            text = _TOLD[t.to_state].format(id=t.resource_id, type=itype)
+        op = repos.operations.get(row.operation_id) if row and row.operation_id else None
+        if op is not None and op.slack_channel and op.slack_ts:
+            notifier.post(op.slack_channel, text, None, thread_ts=op.slack_ts)
+        elif owner and owner.startswith(("U", "W")):
+            notifier.dm(owner, text, None)

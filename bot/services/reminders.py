@@ -1,0 +1,462 @@
+"""The idle cycle (DESIGN §3 rules 4–8): mark → notify → grace → re-check → stop, never terminate.
+
+One cycle costs one paginated listing and one batched metrics fetch for the machines the metric-free
+rules leave as candidates. Owners get at most one DM per cycle (a digest, re-rendered in place when a
+machine in it changes); the team channel gets the same digest. The breaker holds large batches for an
+approver. Dry-run (enforcement off) reports what would be stopped and stops nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from bot.core.idle import idle_verdict
+from bot.core.reminders import KeepRefusal, Mark, Observation, Step, StepKind, next_step, take_keep
+from bot.core.safety import Action, ResourceFacts, Rule, SafetyContext, evaluate, evaluate_batch
+from bot.services.approvals import ApprovalService
+from bot.services.audit import Auditor
+from bot.services.costs import BOT_STOP_REASON
+from bot.services.deps import ServiceDeps, new_operation_id
+from bot.services.operations import OperationService, OpStatus, Outcome
+from bot.services.ports import MessageRef
+from bot.services.pricing import Prices
+from bot.views import blocks as bk
+from bot.views import operations as op_views
+from bot.views import reminders as views
+from providers import tags as tagschema
+from providers.base import Instance, InstanceState
+from providers.errors import ProviderError
+from storage.models import CleanupMark, MarkState, Operation
+
+log = logging.getLogger(__name__)
+
+RULE = "idle"
+_CANDIDATE_RULES = frozenset({Rule.NOT_IDLE, Rule.QUIET_HOURS})
+
+
+@dataclass
+class CycleReport:
+    at: datetime
+    fleet_size: int = 0
+    candidates: int = 0
+    steps: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    stopped: list[str] = field(default_factory=list)
+    held_by_breaker: list[str] = field(default_factory=list)
+    would_stop: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ButtonResult:
+    ephemeral: str | None = None
+
+
+def _mark_state(row: CleanupMark) -> Mark:
+    return Mark(
+        instance_id=row.instance_id,
+        marked_at=row.marked_at,
+        notified_at=row.notified_at,
+        keep_until=row.keep_until,
+        keep_count=row.keep_count,
+    )
+
+
+class IdleCycleService:
+    def __init__(
+        self,
+        deps: ServiceDeps,
+        prices: Prices,
+        operations: OperationService,
+        approvals: ApprovalService,
+        auditor: Auditor,
+    ) -> None:
+        self._deps = deps
+        self._prices = prices
+        self._ops = operations
+        self._approvals = approvals
+        self._audit = auditor
+
+    # --- the cycle -------------------------------------------------------------------------------
+
+    def run(self) -> CycleReport:
+        deps = self._deps
+        now = deps.clock.now()
+        report = CycleReport(now)
+        fleet = [i for i in deps.provider.list_managed() if i.state is not InstanceState.TERMINATED]
+        by_id = {i.id: i for i in fleet}
+        report.fleet_size = len(fleet)
+        marks = {m.instance_id: m for m in deps.repos.cleanup_marks.list_open(rule=RULE)}
+        running = [i for i in fleet if i.state is InstanceState.RUNNING]
+        jobs = {j.instance_id: j.id for j in deps.repos.jobs.list_active([i.id for i in running])}
+        ctx = SafetyContext(
+            now=now, policy=deps.policy, automatic=True, dry_run=not deps.enforce, fleet_size=len(fleet)
+        )
+        facts: dict[str, ResourceFacts] = {}
+        for inst in running:
+            mark = marks.get(inst.id)
+            facts[inst.id] = ResourceFacts(
+                instance=inst,
+                running_job=jobs.get(inst.id),
+                owner_timezone=self._timezone(inst.owner),
+                notified_at=mark.notified_at if mark else None,
+                kept_until=mark.keep_until if mark else None,
+            )
+        candidates = [
+            iid
+            for iid, f in facts.items()
+            if set(evaluate(Action.IDLE_REMIND, f, ctx).rules) <= _CANDIDATE_RULES
+        ]
+        report.candidates = len(candidates)
+        series = (
+            deps.provider.utilisation(
+                candidates,
+                end=now,
+                window=deps.policy.idle.window,
+                period_seconds=deps.policy.idle.period_seconds,
+            )
+            if candidates
+            else {}
+        )
+        for iid in candidates:
+            verdict = idle_verdict(series.get(iid, {}), deps.policy.idle, now, instance_id=iid)
+            facts[iid] = replace(facts[iid], idle=verdict)
+
+        hourly = self._prices.hourly_by_instance(running)
+        acts: list[tuple[CleanupMark, ResourceFacts]] = []
+        notify: dict[str | None, list[tuple[CleanupMark, Step]]] = defaultdict(list)
+        ids = set(facts) | set(marks)
+        for iid in sorted(ids):
+            row = marks.get(iid)
+            observed = facts.get(iid)
+            if observed is None and iid in by_id:
+                observed = ResourceFacts(instance=by_id[iid])  # stopped or stopping: the rules unmark it
+            step = next_step(_mark_state(row) if row else None, Observation(iid, observed), ctx)
+            report.steps[step.kind.value].append(iid)
+            if step.kind is StepKind.MARK:
+                self._open_mark(iid, observed, now)
+            elif step.kind is StepKind.NOTIFY:
+                mark_row = row or self._open_mark(iid, observed, now)
+                if mark_row is not None and observed is not None:
+                    evidence = dict(observed.idle.evidence()) if observed.idle else {}
+                    evidence["instance_type"] = observed.instance.instance_type
+                    notify[observed.instance.owner].append((mark_row, step))
+                    mark_row.evidence = evidence
+            elif step.kind is StepKind.UNMARK and row is not None:
+                self._close(row, MarkState.UNMARKED, step.reason)
+            elif step.kind is StepKind.ACT and row is not None and observed is not None:
+                acts.append((row, observed))
+            elif step.kind is StepKind.WOULD_ACT and row is not None:
+                report.would_stop.append(iid)
+                self._note_once(
+                    row, f"would-stop:{row.id}", f":information_source: Dry run: I would stop `{iid}` now."
+                )
+        for owner, items in notify.items():
+            self._notify(owner, items, hourly, now)
+        if acts:
+            self._act(acts, ctx, report, hourly)
+        return report
+
+    def _timezone(self, owner: str | None) -> str | None:
+        if not owner or not owner.startswith(("U", "W")):
+            return None
+        try:
+            return self._deps.notifier.user_timezone(owner)
+        except Exception:
+            log.warning("time zone of %s unavailable", owner)
+            return None
+
+    def _open_mark(self, iid: str, facts: ResourceFacts | None, now: datetime) -> CleanupMark | None:
+        evidence = dict(facts.idle.evidence()) if facts and facts.idle else {}
+        owner = facts.instance.owner if facts else None
+        result = self._deps.repos.cleanup_marks.mark(
+            iid, RULE, at=now, owner=owner, evidence=evidence, dry_run=not self._deps.enforce
+        )
+        if result.created:
+            self._audit.event("runctl-bot", "idle:mark", "marked", target=iid, detail=evidence)
+        return result.mark
+
+    # --- notices ---------------------------------------------------------------------------------
+
+    def _notify(
+        self,
+        owner: str | None,
+        items: list[tuple[CleanupMark, Step]],
+        hourly: dict[str, float],
+        now: datetime,
+    ) -> None:
+        repos, notifier = self._deps.repos, self._deps.notifier
+        claimed: list[CleanupMark] = []
+        for row, _step in items:
+            if repos.cleanup_marks.transition(
+                row.id or 0,
+                [MarkState.MARKED.value, MarkState.KEPT.value],
+                MarkState.NOTIFIED.value,
+                notified_at=now,
+                evidence=row.evidence,
+            ):
+                claimed.append(row)
+                self._audit.event(
+                    "runctl-bot", "idle:notify", "notified", target=row.instance_id, detail=row.evidence
+                )
+        if not claimed:
+            return
+        lines = [self._line(repos.cleanup_marks.get(r.id or 0) or r, hourly, now) for r in claimed]
+        text, blocks = views.reminder_digest(lines, now, dry_run=not self._deps.enforce, for_owner=owner)
+        dm_ref: MessageRef | None = None
+        if owner and owner.startswith(("U", "W")):
+            try:
+                dm_ref = notifier.dm(owner, text, blocks)
+            except Exception:
+                log.exception("idle reminder DM to %s failed", owner)
+        channel_ref: MessageRef | None = None
+        if self._deps.team_channel:
+            try:
+                channel_ref = notifier.post(self._deps.team_channel, text, blocks)
+            except Exception:
+                log.exception("idle reminder in the team channel failed")
+        if dm_ref is None and channel_ref is None:
+            # Nobody heard it: the grace clock must not run. Back to marked; the next cycle retries.
+            for row in claimed:
+                repos.cleanup_marks.transition(
+                    row.id or 0, MarkState.NOTIFIED.value, MarkState.MARKED.value, notified_at=None
+                )
+            return
+        for row in claimed:
+            if dm_ref:
+                repos.cleanup_marks.set_dm_message(row.id or 0, dm_ref.channel, dm_ref.ts)
+            if channel_ref:
+                repos.cleanup_marks.set_slack_message(row.id or 0, channel_ref.channel, channel_ref.ts)
+
+    def _line(
+        self, row: CleanupMark, hourly: dict[str, float], now: datetime, note: str = ""
+    ) -> views.ReminderLine:
+        price = hourly.get(row.instance_id)
+        idle_since = row.marked_at - timedelta(minutes=float(row.evidence.get("idle_window_minutes", 0) or 0))
+        cost = (
+            (Decimal(str(price)) * Decimal((now - idle_since).total_seconds()) / Decimal(3600))
+            if price
+            else None
+        )
+        grace_ends = row.notified_at + self._deps.policy.grace if row.notified_at else None
+        return views.ReminderLine(
+            mark_id=row.id or 0,
+            instance_id=row.instance_id,
+            instance_type=str(row.evidence.get("instance_type", "?")),
+            owner=row.owner,
+            state=row.state,
+            evidence=dict(row.evidence),
+            hourly_usd=price,
+            idle_cost_usd=cost,
+            grace_ends=grace_ends,
+            note=note,
+        )
+
+    def _rerender(self, row: CleanupMark, note: str) -> None:
+        """Re-render every digest that shows this mark, so the buttons and states stay true."""
+        repos, notifier = self._deps.repos, self._deps.notifier
+        now = self._deps.clock.now()
+        for channel, ts, owner in (
+            (row.dm_channel, row.dm_ts, row.owner),
+            (row.slack_channel, row.slack_ts, None),
+        ):
+            if not (channel and ts):
+                continue
+            rows = repos.cleanup_marks.list_by_message(channel, ts)
+            hourly: dict[str, float] = {}
+            lines = [self._line(r, hourly, now, note if r.id == row.id else "") for r in rows]
+            text, blocks = views.reminder_digest(lines, now, dry_run=not self._deps.enforce, for_owner=owner)
+            try:
+                notifier.update(MessageRef(channel, ts), text, blocks)
+            except Exception:
+                log.exception("could not update idle reminder %s/%s", channel, ts)
+
+    def _note_once(self, row: CleanupMark, key: str, text: str) -> None:
+        if not self._deps.repos.notices.first_time(key, self._deps.clock.now()):
+            return
+        self._rerender(row, text)
+
+    def _close(self, row: CleanupMark, state: MarkState, reason: str) -> None:
+        if self._deps.repos.cleanup_marks.transition(row.id or 0, row.state, state.value):
+            self._audit.event(
+                "runctl-bot",
+                f"idle:{state.value}",
+                state.value,
+                target=row.instance_id,
+                detail={"reason": reason},
+            )
+            fresh = self._deps.repos.cleanup_marks.get(row.id or 0) or row
+            self._rerender(fresh, f":white_check_mark: {reason}")
+
+    # --- acting ----------------------------------------------------------------------------------
+
+    def _act(
+        self,
+        acts: list[tuple[CleanupMark, ResourceFacts]],
+        ctx: SafetyContext,
+        report: CycleReport,
+        hourly: dict[str, float],
+    ) -> None:
+        deps = self._deps
+        # Re-check on fresh cloud state right before acting.
+        fresh = {i.id: i for i in (deps.provider.describe(r.instance_id) for r, _ in acts) if i is not None}
+        checked = [replace(f, instance=fresh[r.instance_id]) for r, f in acts if r.instance_id in fresh]
+        rows = {r.instance_id: r for r, _ in acts}
+        batch = evaluate_batch(Action.IDLE_STOP, checked, ctx)
+        for verdict in batch.verdicts:
+            self._audit.verdict(verdict)
+        held = [v.instance_id for v in batch.held_by_breaker]
+        if held:
+            report.held_by_breaker.extend(held)
+            self._ask_for_batch(held, [fresh[i] for i in held], ctx.now)
+        allowed = [v.instance_id for v in batch.allowed]
+        if not allowed:
+            return
+        try:
+            states = deps.provider.stop(allowed)
+        except ProviderError as exc:
+            log.error("idle stop of %s failed: %s", ", ".join(allowed), exc)
+            self._audit.event(
+                "runctl-bot", "idle:stop", "failed", target=",".join(allowed), detail={"error": str(exc)}
+            )
+            return
+        changed: list[Instance] = [
+            replace(
+                fresh[i],
+                state=s,
+                state_reason_code=BOT_STOP_REASON,
+                state_reason_message="stopped by runctl-bot: idle past the grace period",
+            )
+            for i, s in states.items()
+            if i in fresh
+        ]
+        deps.repos.resources.upsert_from_cloud(
+            changed, deps.clock.now(), self._prices.hourly_by_instance(changed)
+        )
+        for iid in allowed:
+            row = rows[iid]
+            report.stopped.append(iid)
+            deps.repos.cleanup_marks.transition(
+                row.id or 0, row.state, MarkState.ACTED.value, acted_at=deps.clock.now()
+            )
+            self._audit.event(
+                "runctl-bot", "idle:stop", "succeeded", target=iid, detail={"evidence": dict(row.evidence)}
+            )
+            fresh_row = deps.repos.cleanup_marks.get(row.id or 0) or row
+            self._rerender(fresh_row, f":octagonal_sign: Stopped `{iid}` after the grace period.")
+            self._post_start_back(fresh_row, iid)
+
+    def _post_start_back(self, row: CleanupMark, iid: str) -> None:
+        """The result with **Start it back**, in the thread of the owner's reminder."""
+        notifier = self._deps.notifier
+        blocks = [
+            bk.section(
+                f":octagonal_sign: I stopped `{iid}`: it stayed idle past the grace period. Its disk is kept."
+            ),
+            bk.actions(
+                f"startback:{row.id}", bk.button("Start it back", op_views.START_BACK, iid, style="primary")
+            ),
+        ]
+        for channel, ts in ((row.dm_channel, row.dm_ts), (row.slack_channel, row.slack_ts)):
+            if channel and ts:
+                try:
+                    notifier.post(channel, f"Stopped {iid} (idle)", blocks, thread_ts=ts)
+                except Exception:
+                    log.exception("could not post the stop result for %s", iid)
+
+    def _ask_for_batch(self, held: list[str], instances: list[Instance], now: datetime) -> None:
+        """The breaker held these stops: one approval request for the whole batch, once per batch."""
+        key = "breaker:" + ",".join(sorted(held))
+        if not self._deps.repos.notices.first_time(key, now):
+            return
+        channel = self._deps.team_channel
+        if channel is None:
+            log.warning("circuit breaker held %d idle stops and no RUNCTL_TEAM_CHANNEL is set", len(held))
+            return
+        op = self._deps.repos.operations.create(
+            Operation(
+                id=new_operation_id(),
+                kind="stop",
+                requester="runctl-bot",
+                channel=channel,
+                status=OpStatus.AWAITING_APPROVAL,
+                params={"breaker_batch": True},
+                instance_ids=list(held),
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        outcome = Outcome(
+            op.id,
+            "stop",
+            OpStatus.AWAITING_APPROVAL,
+            "needs approval",
+            tuple(instances),
+            reasons=(f"the circuit breaker held {len(held)} idle stops in one cycle",),
+            details={"breaker_batch": True},
+        )
+        self._approvals.open(outcome, requester="runctl-bot", channel=channel)
+
+    # --- buttons ---------------------------------------------------------------------------------
+
+    def keep(self, mark_id: int, user: str, duration: timedelta) -> ButtonResult:
+        deps = self._deps
+        row = deps.repos.cleanup_marks.get(mark_id)
+        if row is None or row.state not in (
+            MarkState.NOTIFIED.value,
+            MarkState.KEPT.value,
+            MarkState.MARKED.value,
+        ):
+            return ButtonResult("This reminder is no longer open.")
+        actor = deps.roles.actor(user)
+        if user != row.owner and not actor.is_admin:
+            return ButtonResult(f"Only the owner (<@{row.owner}>) or an admin can keep `{row.instance_id}`.")
+        now = deps.clock.now()
+        recent = [
+            e
+            for e in deps.repos.audit.list(target=row.instance_id, since=now - timedelta(days=7), limit=500)
+            if e.action == "idle:keep" and e.result == "kept"
+        ]
+        mark = replace(_mark_state(row), keep_count=max(row.keep_count, len(recent)))
+        kept = take_keep(mark, duration, actor, now, deps.policy)
+        if isinstance(kept, KeepRefusal):
+            return ButtonResult(kept.message)
+        until = kept.keep_until or now + duration
+        try:
+            deps.provider.set_tags(
+                [row.instance_id], {tagschema.KEEP_UNTIL: until.strftime("%Y-%m-%dT%H:%M:%SZ")}
+            )
+        except ProviderError as exc:
+            return ButtonResult(f"Could not keep `{row.instance_id}`: {exc}")
+        deps.repos.cleanup_marks.keep(mark_id, until)
+        deps.repos.cleanup_marks.transition(
+            mark_id, MarkState.KEPT.value, MarkState.KEPT.value, notified_at=None
+        )
+        self._audit.event(
+            user, "idle:keep", "kept", target=row.instance_id, detail={"until": until.isoformat()}
+        )
+        fresh = deps.repos.cleanup_marks.get(mark_id) or row
+        self._rerender(fresh, f":pushpin: <@{user}> kept it until {until:%Y-%m-%d %H:%M} UTC.")
+        return ButtonResult()
+
+    def stop_now(self, mark_id: int, user: str) -> ButtonResult:
+        deps = self._deps
+        row = deps.repos.cleanup_marks.get(mark_id)
+        if row is None:
+            return ButtonResult("This reminder no longer exists.")
+        actor = deps.roles.actor(user)
+        if user != row.owner and not actor.is_admin:
+            return ButtonResult(
+                f"Only the owner (<@{row.owner}>) or an admin can stop `{row.instance_id}` here."
+            )
+        outcome = self._ops.request_power(Action.STOP, actor, [row.instance_id], channel=None)
+        if outcome.status != OpStatus.SUCCEEDED:
+            return ButtonResult(f"Not stopped: {outcome.summary}")
+        deps.repos.cleanup_marks.transition(
+            mark_id, row.state, MarkState.ACTED.value, acted_at=deps.clock.now()
+        )
+        fresh = deps.repos.cleanup_marks.get(mark_id) or row
+        self._rerender(fresh, f":octagonal_sign: <@{user}> stopped it.")
+        return ButtonResult()

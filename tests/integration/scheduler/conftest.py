@@ -1,0 +1,97 @@
+"""Scheduler jobs driven by a moved clock against moto + the Slack stand-in (no sleeping)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.scheduler.runtime import SchedulerRuntime
+from bot.slack.standin import SlackStandIn
+from tests.support.harness import Bot, running_bot
+from tests.support.moto import MotoServer, apply_aws_env, put_metric_points, run_instances
+from tests.support.slack import BOB, FLEET, running_standin
+
+TEAM = FLEET.id
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[MotoServer]:
+    server = MotoServer.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def aws(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> MotoServer:
+    moto_server.reset()
+    apply_aws_env(monkeypatch, moto_server.endpoint_url)
+    return moto_server
+
+
+@pytest.fixture
+def standin() -> Iterator[SlackStandIn]:
+    with running_standin(rate_limit_per_channel=None) as s:
+        yield s
+
+
+BotFactory = Callable[..., AbstractContextManager[Bot]]
+
+
+@pytest.fixture
+def make_bot(
+    tmp_path: Path, standin: SlackStandIn, aws: MotoServer, monkeypatch: pytest.MonkeyPatch
+) -> BotFactory:
+    def make(**env: str) -> AbstractContextManager[Bot]:
+        defaults = {"RUNCTL_TEAM_CHANNEL": TEAM, "RUNCTL_BREAKER_MAX_SHARE": "1.0"}
+        return running_bot(tmp_path, standin, aws, monkeypatch, **{**defaults, **env})
+
+    return make
+
+
+def scheduler_for(bot: Bot, holder: str = "proc-a") -> SchedulerRuntime:
+    runtime = SchedulerRuntime(
+        bot.application.services,
+        bot.settings,
+        bot.application.engine,
+        holder=holder,
+        scheduled=bot.application.scheduled,
+    )
+    assert runtime.renew_lease()
+    return runtime
+
+
+def move_to(bot: Bot, when: datetime) -> None:
+    """Move the bot's clock forward to `when` (the cloud keeps real time: machines look older)."""
+    delta = when - bot.clock.now()
+    assert delta > timedelta(), "tests only move the clock forward"
+    bot.clock.advance(delta)
+
+
+def launch(
+    bot: Bot, *, owner: str = BOB.id, itype: str = "g5.xlarge", extra: dict[str, str] | None = None
+) -> str:
+    tags = {"runctl:managed": "true", "runctl:owner": owner, "runctl:project": "llm", **(extra or {})}
+    return run_instances(bot.aws.client("ec2"), 1, tags=tags, instance_type=itype)[0]
+
+
+def cpu(bot: Bot, instance_id: str, value: float, *, minutes: int = 65) -> None:
+    """Datapoints every 5 minutes over the last `minutes` of the bot's (moved) clock."""
+    now = bot.clock.now()
+    points = [
+        (instance_id, now - timedelta(minutes=m) + timedelta(seconds=20), value) for m in range(5, minutes, 5)
+    ]
+    put_metric_points(bot.aws.client("cloudwatch"), "AWS/EC2", "CPUUtilization", points)
+
+
+def state_of(bot: Bot, instance_id: str) -> str:
+    reservations = bot.aws.client("ec2").describe_instances(InstanceIds=[instance_id])["Reservations"]
+    return str(reservations[0]["Instances"][0]["State"]["Name"])
+
+
+def texts(messages: list[Any]) -> str:
+    return "\n".join(str(m.text) + str(getattr(m, "blocks", "")) for m in messages)
