@@ -67,6 +67,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return serve(settings, role=args.role)
 
 
+def cmd_sandbox(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from bot.sandbox.runner import run_sandbox
+
+    setup_logging("WARNING", "text")
+    return run_sandbox(port=args.port, data_dir=Path(args.data_dir))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="runctl-bot", description="Run an ML team's cloud training fleet from Slack, safely."
@@ -83,6 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="run the bot (HTTP, or Socket Mode when SLACK_APP_TOKEN is set)")
     p.add_argument("--role", choices=("web", "scheduler", "all"), default="all")
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("sandbox", help="the whole bot on 127.0.0.1 with a local AWS and a local Slack page")
+    p.add_argument("--port", type=int, default=3000, help="port of the Slack-like page (default 3000)")
+    p.add_argument("--data-dir", default=".runctl-sandbox", help="where the SQLite file lives")
+    p.set_defaults(func=cmd_sandbox)
 
     from bot.cli_fleet import add_fleet_commands
 
