@@ -145,6 +145,7 @@ class Settings(BaseSettings):
     # --- Scheduler -------------------------------------------------------------------------------
     reconcile_interval: Duration = timedelta(minutes=1)
     idle_interval: Duration = timedelta(minutes=5)
+    scheduler_lease_ttl: Duration = timedelta(seconds=30)
 
     # --- Logging ---------------------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -189,5 +189,9 @@ def build_application(
         settings=settings, engine=engine, services=services, slack_app=bot.app, role=role, scheduled=scheduled
     )
     if role in ("scheduler", "all"):
-        application.background.append(SchedulerRuntime(services, settings, engine, scheduled=scheduled))
+        application.background.append(
+            SchedulerRuntime(
+                services, settings, engine, scheduled=scheduled, lease_ttl=settings.scheduler_lease_ttl
+            )
+        )
     return application
