@@ -28,11 +28,29 @@ def _settings_or_exit() -> Settings:
         raise SystemExit(EXIT_PROBLEMS) from None
 
 
-def cmd_migrate(_args: argparse.Namespace) -> int:
-    from storage.migrate import current_revision, head_revision, upgrade
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from storage.migrate import current_revision, downgrade, head_revision, known_revisions, upgrade
 
     settings = _settings_or_exit()
-    upgrade(settings.database_url)
+    target = args.to or "head"
+    if target != "head" and target not in known_revisions():
+        print(f"unknown revision {target!r}; this version knows {', '.join(sorted(known_revisions()))}")
+        return EXIT_PROBLEMS
+    if target == "head":
+        upgrade(settings.database_url)
+    else:
+        from storage.engine import make_engine as _engine
+
+        probe = _engine(settings.database_url)
+        try:
+            current = current_revision(probe)
+        finally:
+            probe.dispose()
+        order = sorted(known_revisions())
+        if current is not None and current in order and order.index(current) > order.index(target):
+            downgrade(settings.database_url, target)
+        else:
+            upgrade(settings.database_url, target)
     from storage.engine import make_engine
 
     engine = make_engine(settings.database_url)
@@ -83,7 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"runctl-bot {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = sub.add_parser("migrate", help="upgrade the database to the latest schema")
+    p = sub.add_parser("migrate", help="upgrade the database to the latest schema (or --to a revision)")
+    p.add_argument("--to", help="a revision to upgrade or downgrade to (rollback); default: the latest")
     p.set_defaults(func=cmd_migrate)
 
     p = sub.add_parser("check", help="validate configuration and reach Slack and AWS; exit 2 on any problem")

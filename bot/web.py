@@ -37,10 +37,21 @@ def make_wsgi_app(slack_handler: WSGIApplication | None, *, ready: Check | None 
         if path == "/readyz":
             ok, detail = ready() if ready else (True, {})
             return _json(start_response, "200 OK" if ok else "503 Service Unavailable", detail)
+        if path == "/metrics":
+            from bot.metrics import exposition
+
+            data = exposition()
+            start_response(
+                "200 OK", [("Content-Type", "text/plain; version=0.0.4"), ("Content-Length", str(len(data)))]
+            )
+            return [data]
         if path == "/slack/events" and slack_handler is not None:
             if method != "POST":
                 return _json(start_response, "405 Method Not Allowed", {"error": "POST only"})
-            return slack_handler(environ, start_response)
+            from bot.metrics import ACK_SECONDS
+
+            with ACK_SECONDS.time():
+                return list(slack_handler(environ, start_response))
         return _json(start_response, "404 Not Found", {"error": f"no route for {path}"})
 
     return app

@@ -114,17 +114,41 @@ class Application:
     role: str = "all"
     scheduled: Any = None  # bot.scheduler.runtime.ScheduledServices
     background: list[Any] = field(default_factory=list)
+    _slack_checked: tuple[float, str] | None = None
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
-        from storage.migrate import is_current
+        """Database reachable and migrated (a newer schema from a rolling upgrade counts), Slack auth ok."""
+        from storage.migrate import current_revision, head_revision, known_revisions
 
         detail: dict[str, Any] = {}
         try:
-            detail["database"] = "ok" if is_current(self.engine) else "schema not current"
+            current = current_revision(self.engine)
+            if current == head_revision():
+                detail["database"] = "ok"
+            elif current is not None and current not in known_revisions():
+                detail["database"] = f"ok (schema {current} is newer than this version)"
+            else:
+                detail["database"] = f"schema at {current or 'nothing'}: run `runctl-bot migrate`"
         except Exception as exc:
             detail["database"] = f"unreachable: {type(exc).__name__}"
-        ok = detail["database"] == "ok"
+        detail["slack"] = self._slack_status()
+        ok = detail["database"].startswith("ok") and detail["slack"] == "ok"
         return ok, {"status": "ready" if ok else "not ready", **detail}
+
+    def _slack_status(self) -> str:
+        """`auth.test`, cached for a minute: probes are frequent and the method is rate limited."""
+        import time
+
+        now = time.monotonic()
+        if self._slack_checked and now - self._slack_checked[0] < 60:
+            return self._slack_checked[1]
+        try:
+            self.slack_app.client.auth_test()
+            status = "ok"
+        except Exception as exc:
+            status = f"auth.test failed: {type(exc).__name__}"
+        self._slack_checked = (now, status)
+        return status
 
     def start(self) -> None:
         for part in self.background:
@@ -138,6 +162,19 @@ class Application:
                 log.exception("stopping %s failed", part)
         self.services.shutdown()
         self.engine.dispose()
+
+
+def install_provider_metrics() -> None:
+    """Count every cloud request and retry in `/metrics` (providers stay free of Prometheus)."""
+    from bot.metrics import PROVIDER_CALLS, PROVIDER_RETRIES
+    from providers.aws import calls
+
+    def observe(operation: str, outcome: str, attempts: int) -> None:
+        PROVIDER_CALLS.labels(operation, outcome).inc(attempts)
+        if attempts > 1:
+            PROVIDER_RETRIES.labels(operation, "retried").inc(attempts - 1)
+
+    calls.CALL_OBSERVER = observe
 
 
 def build_services(
@@ -174,6 +211,7 @@ def build_application(
     from bot.slack.client import make_web_client
     from bot.slack.notifier import SlackNotifier
 
+    install_provider_metrics()
     engine = make_engine(settings.database_url)
     client = make_web_client(settings, handlers=slack_retry_handlers)
     services = build_services(

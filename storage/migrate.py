@@ -129,6 +129,11 @@ def head_revision() -> str:
     return head
 
 
+def known_revisions() -> set[str]:
+    """Every revision this version of the code ships."""
+    return {script.revision for script in ScriptDirectory.from_config(_config()).walk_revisions()}
+
+
 def is_current(engine: Engine) -> bool:
     return current_revision(engine) == head_revision()
 

@@ -24,11 +24,12 @@ from typing import Any
 from sqlalchemy import Engine
 
 from bot.config import Settings
+from bot.metrics import IDLE_MACHINES, JOB_SECONDS
 from bot.scheduler import jobs as job_entry
 from bot.services.alerts import AlertThresholds, CostAlertService
 from bot.services.container import BotServices
 from bot.services.notifications import StateNotifier
-from bot.services.reminders import IdleCycleService
+from bot.services.reminders import CycleReport, IdleCycleService
 from bot.services.reports import ReportService
 
 log = logging.getLogger(__name__)
@@ -164,16 +165,25 @@ class SchedulerRuntime:
             stats.skipped += 1
             return False
         started = time.perf_counter()
+        outcome = "ok"
         try:
             stats.last_result = spec.run()
             stats.runs += 1
+            self._observe(name, stats.last_result)
             return True
         except Exception:
+            outcome = "error"
             stats.failures += 1
             log.exception("scheduled job %s failed", name)
             return True
         finally:
             stats.last_seconds = time.perf_counter() - started
+            JOB_SECONDS.labels(name, outcome).observe(stats.last_seconds)
+
+    @staticmethod
+    def _observe(name: str, result: object) -> None:
+        if name == "idle" and isinstance(result, CycleReport):
+            IDLE_MACHINES.set(len(result.steps.get("notify", [])) + len(result.steps.get("wait", [])))
 
     # --- lifecycle -------------------------------------------------------------------------------
 

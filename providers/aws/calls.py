@@ -13,6 +13,9 @@ from providers.retry import RetryPolicy, call_with_retry
 
 T = TypeVar("T")
 
+# Set by the bot at start-up: (operation, outcome, attempts) -> None. Keeps providers free of Prometheus.
+CALL_OBSERVER: Callable[[str, str, int], None] | None = None
+
 
 class AwsCaller:
     def __init__(self, policy: RetryPolicy) -> None:
@@ -32,9 +35,18 @@ class AwsCaller:
             return fn(attempts)
 
         try:
-            return call_with_retry(attempt, operation=operation, policy=self.policy, idempotent=idempotent)
+            result = call_with_retry(attempt, operation=operation, policy=self.policy, idempotent=idempotent)
         except (botoexc.ClientError, botoexc.BotoCoreError) as exc:
+            self._observe(operation, "error", attempts)
             raise translate_error(exc, operation=operation, attempts=attempts) from exc
+        self._observe(operation, "ok", attempts)
+        return result
+
+    @staticmethod
+    def _observe(operation: str, outcome: str, attempts: int) -> None:
+        """Count the call and its retries for `/metrics` (a no-op when the bot's metrics are not loaded)."""
+        if CALL_OBSERVER is not None:
+            CALL_OBSERVER(operation, outcome, attempts)
 
     def pages(
         self,

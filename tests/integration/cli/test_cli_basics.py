@@ -33,6 +33,13 @@ def test_migrate_from_empty_then_models_match(tmp_path: Path) -> None:
     again = run_cli(["migrate"], env)  # idempotent
     assert again.returncode == 0, again.stderr
 
+    back = run_cli(["migrate", "--to", "0001"], env)  # a rollback
+    assert back.returncode == 0, back.stderr
+    assert "migrated to 0001" in back.stdout
+    forward = run_cli(["migrate"], env)
+    assert forward.returncode == 0 and f"migrated to {head_revision()}" in forward.stdout
+    assert run_cli(["migrate", "--to", "9999"], env).returncode == 2
+
 
 def test_check_reports_every_problem_at_once(tmp_path: Path) -> None:
     result = run_cli(["check"], base_env(tmp_path))
