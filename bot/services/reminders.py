@@ -142,6 +142,8 @@ class IdleCycleService:
                 if mark_row is not None and observed is not None:
                     evidence = dict(observed.idle.evidence()) if observed.idle else {}
                     evidence["instance_type"] = observed.instance.instance_type
+                    if observed.instance.id in hourly:
+                        evidence["hourly_usd"] = hourly[observed.instance.id]
                     notify[observed.instance.owner].append((mark_row, step))
                     mark_row.evidence = evidence
             elif step.kind is StepKind.UNMARK and row is not None:
@@ -233,7 +235,8 @@ class IdleCycleService:
     def _line(
         self, row: CleanupMark, hourly: dict[str, float], now: datetime, note: str = ""
     ) -> views.ReminderLine:
-        price = hourly.get(row.instance_id)
+        recorded = row.evidence.get("hourly_usd")
+        price = hourly.get(row.instance_id, float(recorded) if recorded is not None else None)
         idle_since = row.marked_at - timedelta(minutes=float(row.evidence.get("idle_window_minutes", 0) or 0))
         cost = (
             (Decimal(str(price)) * Decimal((now - idle_since).total_seconds()) / Decimal(3600))

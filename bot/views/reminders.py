@@ -95,7 +95,7 @@ def reminder_digest(
     mode = (
         "Dry run: idle rules only report until an admin sets RUNCTL_IDLE_ENFORCE=true."
         if dry_run
-        else "Stopped machines keep their disks; **Start it back** restarts them."
+        else "Stopped machines keep their disks; *Start it back* restarts them."
     )
     blocks.append(bk.context(mode))
     return text, bk.fit(blocks, what="machines")

@@ -113,12 +113,16 @@ class ResourceRepository:
                     row.last_seen = seen_at
                     row.closed_at = None
                 if previous != instance.state.value:
+                    # A machine first seen running has been running (and billing) since its launch, which
+                    # the cloud reports; later changes are dated when they were seen.
+                    running = instance.state in (InstanceState.RUNNING, InstanceState.STARTING)
+                    began = min(seen_at, instance.launch_time) if previous is None and running else seen_at
                     pending.append(
                         StateTransition(
                             resource_id=instance.id,
                             from_state=previous,
                             to_state=instance.state.value,
-                            at=seen_at,
+                            at=began,
                             reason_code=instance.state_reason_code,
                             reason_message=instance.state_reason_message,
                             hourly_usd=prices.get(instance.id),

@@ -26,12 +26,14 @@ def test_first_sight_inserts_the_row_and_a_transition_from_nothing(
     )
     records = repos.resources.upsert_from_cloud([spot], seen_at=at(0), hourly_prices={"i-aaa": 0.92})
 
+    # First seen running: it has been running (and billing) since the cloud's launch time, not since now.
+    assert spot.launch_time < at(0)
     assert records == [
         TransitionRecord(
             resource_id="i-aaa",
             from_state=None,
             to_state=InstanceState.RUNNING,
-            at=at(0),
+            at=spot.launch_time,
             lifecycle=Lifecycle.SPOT,
             hourly_usd=0.92,
         )
@@ -65,7 +67,9 @@ def test_unchanged_state_writes_no_transition_but_refreshes_the_row(
 def test_each_state_change_is_recorded_with_its_reason_and_price(
     repos: Repositories, make_instance: Factory, at: At
 ) -> None:
-    repos.resources.upsert_from_cloud([make_instance("i-aaa", InstanceState.STARTING)], seen_at=at(0))
+    repos.resources.upsert_from_cloud(
+        [make_instance("i-aaa", InstanceState.STARTING, launch_time=at(0))], seen_at=at(0)
+    )
     repos.resources.upsert_from_cloud([make_instance("i-aaa")], seen_at=at(2), hourly_prices={"i-aaa": 1.006})
     stopped = make_instance("i-aaa", InstanceState.STOPPED, reason_code="Client.UserInitiatedShutdown")
     records = repos.resources.upsert_from_cloud([stopped], seen_at=at(60), hourly_prices={"i-aaa": 1.006})
@@ -202,9 +206,10 @@ def test_transitions_window_and_the_state_in_force_when_it_opens(
         (50, InstanceState.STOPPED),
     ]:
         repos.resources.upsert_from_cloud(
-            [make_instance("i-a", state), make_instance("i-b", state)], seen_at=at(minutes)
+            [make_instance("i-a", state, launch_time=at(0)), make_instance("i-b", state, launch_time=at(0))],
+            seen_at=at(minutes),
         )
-    repos.resources.upsert_from_cloud([make_instance("i-c")], seen_at=at(70))
+    repos.resources.upsert_from_cloud([make_instance("i-c", launch_time=at(70))], seen_at=at(70))
 
     window = repos.resources.transitions(since=at(10), until=at(60))
     assert [(r.resource_id, r.to_state) for r in window] == [
@@ -215,6 +220,16 @@ def test_transitions_window_and_the_state_in_force_when_it_opens(
     assert [(r.resource_id, r.at) for r in with_prior] == [("i-a", at(5)), ("i-a", at(50)), ("i-c", at(70))]
     assert repos.resources.transitions([]) == []
     assert len(repos.resources.transitions(until=at(5))) == 2
+
+
+def test_first_sight_of_a_stopped_machine_is_dated_when_seen(
+    repos: Repositories, make_instance: Factory, at: At
+) -> None:
+    """A stopped machine's launch time is its last start, so it says nothing about when it stopped."""
+    (record,) = repos.resources.upsert_from_cloud(
+        [make_instance("i-s", InstanceState.STOPPED)], seen_at=at(0)
+    )
+    assert record.at == at(0)
 
 
 def test_link_operation(repos: Repositories, make_instance: Factory, at: At) -> None:
