@@ -87,4 +87,13 @@ class HttpServer:
         raise SystemExit(0)
 
     def close(self) -> None:
-        self._server.close()
+        """Stop serving. From another thread, the close runs on waitress's loop thread: closing its
+        sockets underneath the running loop crashes it ("bad file descriptor")."""
+        if self._stopped.is_set():
+            return
+        trigger = getattr(self._server, "trigger", None)
+        if trigger is not None:
+            trigger.pull_trigger(self._server.close)
+            self._stopped.wait(5)
+        else:
+            self._server.close()

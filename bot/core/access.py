@@ -75,28 +75,31 @@ class RoleBook:
         allowed = ", ".join(f"<#{c}>" for c in sorted(self.channels))
         return AccessDecision(False, f"I only take commands in {allowed} (or in a direct message with me).")
 
-    def check_verb(self, user: str, verb: str, *, required: Role | None = None) -> AccessDecision:
-        """May `user` run `verb`? `required` overrides the verb's role (e.g. `--force` needs an admin)."""
+    def check_verb(
+        self, user: str, verb: str, *, required: Role | None = None, what: str | None = None
+    ) -> AccessDecision:
+        """May `user` run `verb`? `required` overrides the verb's role (e.g. `--force` needs an admin);
+        `what` names the request in a refusal when a flag raised it (`terminate --force`)."""
         spec = VERBS.get(verb)
         if spec is None:
             return AccessDecision(False, f"`{verb}` is not a verb I know. Try `/runctl help`.")
         need = required or spec.role
-        if not spec.mutating and required is None:
+        if not spec.mutating and need is spec.role:
             return AccessDecision(True)
         held = self.role_of(user)
         if held is not None and held.allows(need):
             return AccessDecision(True)
-        return AccessDecision(False, self._refusal(verb, need))
+        return AccessDecision(False, self._refusal(what or verb, need))
 
-    def _refusal(self, verb: str, need: Role) -> str:
+    def _refusal(self, what: str, need: Role) -> str:
         holders = sorted(self.admins) if need is Role.ADMIN else sorted(self._at_least(need))
         if not holders:
             return (
-                f"Only {_LABEL[need]} may run `{verb}`, and none are configured: "
+                f"Only {_LABEL[need]} may run `{what}`, and none are configured: "
                 f"an operator must set `{_ENV[need]}`."
             )
         shown = ", ".join(f"<@{u}>" for u in holders[:5]) + (" …" if len(holders) > 5 else "")
-        return f"Only {_LABEL[need]} may run `{verb}`. Ask one of {shown}."
+        return f"Only {_LABEL[need]} may run `{what}`. Ask one of {shown}."
 
     def _at_least(self, need: Role) -> frozenset[str]:
         if need is Role.USER:

@@ -383,6 +383,9 @@ def approval_reasons(
         reasons.append("terminating cannot be undone")
     if action in {LAUNCH, Action.START}:
         price = usd(hourly_usd) if hourly_usd is not None else None
+        if price is None:
+            # Fail closed: a machine whose price nobody knows could be the most expensive one.
+            reasons.append("its price is unknown, so nobody can tell whether it is within the limits")
         if price is not None and price > policy.cost_per_hour:
             reasons.append(
                 f"${round_usd(price)}/h is above the ${round_usd(policy.cost_per_hour)}/h approval threshold"

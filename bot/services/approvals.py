@@ -57,8 +57,14 @@ class ApprovalService:
         self._costs = costs
         self._audit = auditor
 
-    def open(self, outcome: Outcome, *, requester: str, channel: str) -> Approval:
-        """Record the request and post it with Approve / Deny in the requester's channel."""
+    def open(
+        self, outcome: Outcome, *, requester: str, channel: str, message: MessageRef | None = None
+    ) -> Approval:
+        """Record the request and show it with Approve / Deny in the requester's channel.
+
+        `message` is the request's own message (e.g. a launch's "working…"), which becomes the approval
+        request in place, so one request is one message whose state is always current.
+        """
         now = self._deps.clock.now()
         state = rules.new_approval(
             uuid.uuid4().hex,
@@ -90,7 +96,11 @@ class ApprovalService:
             costs_so_far=self._costs.so_far(ids) if ids else None,
             running_jobs=jobs,
         )
-        ref = self._deps.notifier.post(channel, text, blocks)
+        if message is not None:
+            self._deps.notifier.update(message, text, blocks)
+            ref = message
+        else:
+            ref = self._deps.notifier.post(channel, text, blocks)
         self._deps.repos.approvals.set_slack_message(row.id, ref.channel, ref.ts)
         self._deps.repos.operations.set_slack_message(outcome.operation_id, ref.channel, ref.ts)
         self._audit.event(
@@ -131,10 +141,13 @@ class ApprovalService:
             row.id, move.from_status.value, move.to_status.value, user, now, reason=move.after.reason or None
         )
         if not won:
+            # Someone else's click got there first: say what it did, in the same words as a late click.
             fresh = repos.approvals.get(row.id)
-            who = f"<@{fresh.decided_by}>" if fresh and fresh.decided_by else "someone"
-            status = fresh.status if fresh else "gone"
-            return ClickResult(False, f"Already {status} by {who}; your click changed nothing.")
+            if fresh is None:
+                return ClickResult(False, "That request no longer exists.")
+            late = rules.decide(_state(fresh, op), decision, actor, now, self._deps.roles.approver_ids)
+            said = late.message if isinstance(late, rules.Refusal) else "Someone else decided first."
+            return ClickResult(False, f"{said} Your click changed nothing.")
         self._audit.event(
             user,
             f"approval:{decision.value}",
@@ -146,7 +159,12 @@ class ApprovalService:
             repos.operations.transition(
                 op.id, OpStatus.AWAITING_APPROVAL, OpStatus.CANCELLED, at=now, error=move.message
             )
-            self._close_message(row, op, f":no_entry: {move.message[:1].upper()}{move.message[1:]}.", None)
+            sentence = f"{move.message[:1].upper()}{move.message[1:]}."
+            if move.to_status is rules.ApprovalStatus.EXPIRED:
+                # The click came too late: the clicker is told so, and the message says it for everyone.
+                self._close_message(row, op, f":hourglass: {sentence}", None)
+                return ClickResult(True, f"Too late: {move.message}.")
+            self._close_message(row, op, f":no_entry: {sentence}", None)
             return ClickResult(True)
         outcome = self._execute(row.id, op)
         return ClickResult(True, outcome=outcome)
@@ -262,6 +280,7 @@ class ApprovalService:
             headline=headline,
             outcome=outcome,
             operation_id=op.id,
+            new_type=str(op.params["instance_type"]) if op.kind == "launch" else None,
         )
         try:
             self._deps.notifier.update(MessageRef(fresh.slack_channel, fresh.slack_ts), text, blocks)

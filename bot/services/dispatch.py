@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bot.core import commands as cmds
-from bot.core.safety import Action
+from bot.core.safety import Action, format_duration
 from bot.services.cleanup import PlanOptions
 from bot.services.container import BotServices
 from bot.services.operations import LaunchRequest, OpStatus, Outcome
@@ -166,24 +166,27 @@ class CommandDispatcher:
         if outcome.status == OpStatus.AWAITING_APPROVAL:
             if o.channel is None:
                 return Reply("This needs an approval; ask in a channel.")
-            if ref is not None:
-                text, blocks = op_views.outcome_message(outcome, self._now, requester=o.user)
-                notifier.update(
-                    ref,
-                    "Waiting for approval",
-                    [bk.section(":hourglass_flowing_sand: Waiting for an approver (see below).")],
-                )
-            self._s.approvals.open(outcome, requester=o.user, channel=o.channel)
+            self._s.approvals.open(outcome, requester=o.user, channel=o.channel, message=ref)
             return NOTHING
         text, blocks = op_views.outcome_message(outcome, self._now, requester=o.user)
         if outcome.status == OpStatus.REFUSED:
             return Reply(text, blocks)
-        if ref is not None:
-            notifier.update(ref, text, blocks)
-            return NOTHING
         if o.channel is None:
             return Reply(text, blocks)
-        posted = notifier.post(o.channel, text, blocks)
+        # The cloud has already acted: if Slack will not take the channel message, the result still
+        # reaches the channel through the command's response URL rather than turning into an error.
+        try:
+            if ref is not None:
+                notifier.update(ref, text, blocks)
+                return NOTHING
+            posted = notifier.post(o.channel, text, blocks)
+        except Exception:
+            log.exception(
+                "could not show the outcome of operation %s in %s; answering through the response URL",
+                outcome.operation_id,
+                o.channel,
+            )
+            return Reply(text, blocks, public=True)
         self._s.deps.repos.operations.set_slack_message(outcome.operation_id, posted.channel, posted.ts)
         return NOTHING
 
@@ -263,8 +266,40 @@ class CommandDispatcher:
 
     # --- buttons -----------------------------------------------------------------------------
 
-    def start_back(self, instance_ids: list[str], o: Origin) -> Reply:
-        return self._power(Action.START, tuple(instance_ids), o)
+    def start_back(
+        self,
+        instance_ids: list[str],
+        o: Origin,
+        *,
+        stop_message: MessageRef | None = None,
+        stop_text: str = "",
+        stop_blocks: list[bk.Block] | None = None,
+    ) -> Reply:
+        """**Start it back** on a stop message: the start is told in that message, whose button goes away,
+        so the channel keeps one message per machine and nobody clicks a spent button."""
+        actor = self._s.deps.roles.actor(o.user)
+        outcome = self._s.operations.request_power(
+            Action.START, actor, tuple(instance_ids), channel=o.channel, operation_id=o.operation_id
+        )
+        if outcome.status != OpStatus.SUCCEEDED or stop_message is None:
+            return self._post_outcome(outcome, o)
+        kept = [
+            b
+            for b in stop_blocks or []
+            if not (b.get("type") == "actions" and str(b.get("block_id", "")).startswith("startback:"))
+        ]
+        kept.append(
+            bk.context(
+                f":arrow_forward: Started back by <@{o.user}>: {outcome.summary} · "
+                f"operation `{outcome.operation_id}`"
+            )
+        )
+        text = f"{stop_text} · started back by <@{o.user}>" if stop_text else outcome.summary
+        self._s.deps.notifier.update(stop_message, text, bk.fit(kept))
+        self._s.deps.repos.operations.set_slack_message(
+            outcome.operation_id, stop_message.channel, stop_message.ts
+        )
+        return NOTHING
 
 
 def config_rows(settings: Any) -> list[tuple[str, str]]:
@@ -292,6 +327,19 @@ def config_rows(settings: Any) -> list[tuple[str, str]]:
         "user_max_instances",
         "user_max_cost_per_hour",
     ]
-    rows = [(k, str(getattr(settings, k))) for k in keys]
+    rows = [(k, _shown(getattr(settings, k))) for k in keys]
     rows.append(("roles", ", ".join(f"{k}={v}" for k, v in settings.role_summary().items())))
     return rows
+
+
+def _shown(value: Any) -> str:
+    """A setting as a person reads it: `5 min`, not `0:05:00`; `mon, tue`, not `['mon', 'tue']`."""
+    if value is None:
+        return "—"
+    if isinstance(value, timedelta):
+        return format_duration(value)
+    if isinstance(value, list | tuple | set | frozenset):
+        return ", ".join(str(v) for v in value) or "—"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return str(value)

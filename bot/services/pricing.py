@@ -60,6 +60,6 @@ class Prices:
         if spot:
             found = self.spot([instance_type]).get(instance_type)
             if found is not None:
-                return found, "spot (latest price history)"
+                return found, "spot, from the latest price history"
         price = self.on_demand(instance_type)
         return price, "on-demand"

@@ -22,7 +22,10 @@ from bot.core import commands as cmds
 from bot.core.approvals import Decision
 from bot.services.container import BotServices
 from bot.services.dispatch import CommandDispatcher, Origin, Reply, config_rows
+from bot.services.ports import MessageRef
+from bot.views import blocks as bk
 from bot.views import operations as op_views
+from providers.errors import ProviderError, TransientError
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +39,17 @@ def _delivery_key(body: dict[str, Any]) -> str | None:
     if body.get("command") and body.get("trigger_id"):
         return f"command:{body['trigger_id']}"
     return None
+
+
+def _what_needs(parsed: cmds.Command) -> str:
+    """How a refusal names the request: a flag that raised the role is part of it."""
+    if parsed.required_role is parsed.spec.role:
+        return parsed.verb
+    if isinstance(parsed, cmds.KeepCommand) and parsed.forever:
+        return "keep … never"
+    if isinstance(parsed, cmds.TerminateCommand) and parsed.force:
+        return f"{parsed.verb} --force"
+    return parsed.verb
 
 
 def _operation_id(key: str) -> str:
@@ -93,7 +107,9 @@ class SlackBot:
         roles = self.services.deps.roles
         gate = roles.check_channel(channel)
         if gate.allowed:
-            gate = roles.check_verb(user, parsed.verb, required=parsed.required_role)
+            gate = roles.check_verb(
+                user, parsed.verb, required=parsed.required_role, what=_what_needs(parsed)
+            )
         if not gate.allowed:
             ack(response_type="ephemeral", text=f":no_entry: {gate.reason}")
             self.services.auditor.event(
@@ -113,6 +129,26 @@ class SlackBot:
     def _run(self, parsed: cmds.Command, origin: Origin, respond: Respond) -> None:
         try:
             reply = self.dispatcher.run(parsed, origin)
+        except ProviderError as exc:
+            # The cloud failed (after every retry, for what is worth retrying): what it said is safe to show.
+            ref = origin.operation_id or "none"
+            log.warning(
+                "command %s by %s failed in the provider (operation %s): %s",
+                parsed.verb,
+                origin.user,
+                ref,
+                exc,
+            )
+            transient = isinstance(exc, TransientError)
+            what = "could not reach AWS" if transient else "was refused by AWS"
+            hint = " Try again in a minute." if transient else ""
+            self._safe_respond(
+                respond,
+                Reply(
+                    f":x: `/runctl {parsed.verb}` {what} (operation `{ref}`): {bk.clip(str(exc), 500)}.{hint}"
+                ),
+            )
+            return
         except Exception:
             ref = origin.operation_id or "none"
             log.exception("command %s by %s failed (operation %s)", parsed.verb, origin.user, ref)
@@ -176,7 +212,20 @@ class SlackBot:
         ack()
         ids = [i for i in str(body.get("actions", [{}])[0].get("value", "")).split(",") if i]
         origin = Origin(user, channel)
-        self.services.submit(self._run_button, lambda: self.dispatcher.start_back(ids, origin), respond)
+        message = body.get("message") or {}
+        ts = (body.get("container") or {}).get("message_ts") or message.get("ts")
+        source = MessageRef(channel, str(ts)) if channel and ts else None
+
+        def work() -> Reply:
+            return self.dispatcher.start_back(
+                ids,
+                origin,
+                stop_message=source,
+                stop_text=str(message.get("text", "")),
+                stop_blocks=list(message.get("blocks") or []),
+            )
+
+        self.services.submit(self._run_button, work, respond)
 
     def _run_button(self, work: Callable[[], Reply], respond: Respond) -> None:
         try:

@@ -7,16 +7,39 @@ wraps these calls in a second retry layer.
 from __future__ import annotations
 
 from slack_sdk import WebClient
-from slack_sdk.http_retry import ConnectionErrorRetryHandler, RateLimitErrorRetryHandler, RetryHandler
-from slack_sdk.http_retry.builtin_handlers import ServerErrorRetryHandler
+from slack_sdk.http_retry import (
+    ConnectionErrorRetryHandler,
+    HttpRequest,
+    HttpResponse,
+    RateLimitErrorRetryHandler,
+    RetryHandler,
+    RetryState,
+)
 
 from bot.config import Settings
+
+
+class GatewayErrorRetryHandler(RetryHandler):
+    """Retries 500, 502, 503 and 504: slack_sdk's own server-error handler stops at 500 and 503, but
+    load balancers in front of Slack answer 502/504 too, and none of these applied the request."""
+
+    RETRYABLE = frozenset({500, 502, 503, 504})
+
+    def _can_retry(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> bool:
+        return response is not None and response.status_code in self.RETRYABLE
 
 
 def retry_handlers(*, rate_limit: int = 5, server_error: int = 3, connection: int = 3) -> list[RetryHandler]:
     return [
         RateLimitErrorRetryHandler(max_retry_count=rate_limit),
-        ServerErrorRetryHandler(max_retry_count=server_error),
+        GatewayErrorRetryHandler(max_retry_count=server_error),
         ConnectionErrorRetryHandler(max_retry_count=connection),
     ]
 

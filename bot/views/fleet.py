@@ -15,6 +15,10 @@ from providers.base import Instance, InstanceState
 
 Message = tuple[str, list[bk.Block]]
 
+# A list is read, not scrolled: past this many rows the answer names how many more there are and how to
+# narrow it. Forty rows keep the message to a few sections, far inside Slack's limits.
+MAX_LIST_ROWS = 40
+
 
 def instance_list(
     title: str,
@@ -29,8 +33,16 @@ def instance_list(
     text = f"{title}: {len(instances)} machine(s), {len(running)} running, {money(total, per_hour=True)}"
     if not instances:
         return text, [bk.header(title), bk.section(empty)]
-    lines = [instance_line(i, now, hourly=hourly.get(i.id)) for i in instances]
+    shown = instances[:MAX_LIST_ROWS]
+    lines = [instance_line(i, now, hourly=hourly.get(i.id)) for i in shown]
     body = [bk.header(title), *bk.lines_section(lines)]
+    if len(instances) > len(shown):
+        body.append(
+            bk.context(
+                f"…and {len(instances) - len(shown)} more machine(s) not shown; narrow the list with "
+                "`--project`, `--state` or `--user`."
+            )
+        )
     body.append(
         bk.context(
             f"{len(instances)} machine(s) · {len(running)} running · {money(total, per_hour=True)} now "

@@ -118,9 +118,10 @@ def approval_closed(
     headline: str,
     outcome: Outcome | None,
     operation_id: str,
+    new_type: str | None = None,
 ) -> Message:
     """The approval message after a decision: no buttons, who decided, and what happened."""
-    shown = ", ".join(f"`{t}`" for t in targets) or "a new machine"
+    shown = f"a new `{new_type}`" if new_type else (", ".join(f"`{t}`" for t in targets) or "a new machine")
     body: list[bk.Block] = [
         bk.header(f"Approval: {kind}"),
         bk.section(f"{mention(requester)} asked to *{kind}* {shown}."),

@@ -7,13 +7,22 @@ production HTTP stack (`bot.web`); tests talk to it only through signed HTTP, th
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from slack_bolt.adapter.wsgi import SlackRequestHandler
+from slack_sdk.http_retry import (
+    HttpRequest,
+    HttpResponse,
+    RateLimitErrorRetryHandler,
+    RetryHandler,
+    RetryState,
+)
 from sqlalchemy import text as sql_text
 
 from bot.config import Settings, load_settings
@@ -29,7 +38,7 @@ from providers.retry import RetryPolicy
 from storage.engine import make_engine
 from storage.migrate import upgrade
 from storage.repositories import Repositories
-from tests.support.moto import ApiCallCounter, MotoServer, run_instances
+from tests.support.moto import ApiCallCounter, FaultInjector, MotoServer, run_instances
 from tests.support.slack import ALICE, BOB, CAROL, DAVE, FLEET, retry_handlers
 
 ADMIN, REQUESTER, APPROVER, OUTSIDER = ALICE, BOB, CAROL, DAVE
@@ -64,6 +73,7 @@ class Bot:
     clock: ShiftedClock
     calls: ApiCallCounter
     settings: Settings
+    faults: FaultInjector
 
     @property
     def url(self) -> str:
@@ -123,13 +133,18 @@ class Bot:
         all_tags = {tagschema.OWNER: owner, tagschema.PROJECT: project, **(tags or {})}
         if managed:
             all_tags[tagschema.MANAGED] = "true"
-        ids = run_instances(self.aws.client("ec2"), count, tags=all_tags, instance_type=instance_type)
+        ids = run_instances(self.ec2, count, tags=all_tags, instance_type=instance_type)
         self.application.services.tracking.reconcile()
         self.calls.reset()
         return ids
 
+    @cached_property
+    def ec2(self) -> Any:
+        """A boto3 EC2 client on moto for seeding and reading back; its calls are not counted."""
+        return self.aws.client("ec2")
+
     def describe(self, instance_id: str) -> dict[str, Any]:
-        reservations = self.aws.client("ec2").describe_instances(InstanceIds=[instance_id])["Reservations"]
+        reservations = self.ec2.describe_instances(InstanceIds=[instance_id])["Reservations"]
         instance: dict[str, Any] = reservations[0]["Instances"][0]
         return instance
 
@@ -142,7 +157,7 @@ class Bot:
     def fleet(self) -> dict[str, tuple[str, dict[str, str]]]:
         """Every machine in moto with its state and tags, to compare before and after."""
         out: dict[str, tuple[str, dict[str, str]]] = {}
-        pages = self.aws.client("ec2").get_paginator("describe_instances").paginate()
+        pages = self.ec2.get_paginator("describe_instances").paginate()
         for page in pages:
             for reservation in page["Reservations"]:
                 for inst in reservation["Instances"]:
@@ -218,6 +233,36 @@ def buttons(message: Message | Ephemeral) -> list[str]:
     return ids
 
 
+class ExactRetryAfter(RateLimitErrorRetryHandler):
+    """Honours Slack's Retry-After to the second. slack_sdk adds up to a second of random jitter to every
+    wait, which proves nothing here and would add seconds to each rate-limit test."""
+
+    def prepare_for_next_attempt(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> None:
+        if response is None:
+            raise error or RuntimeError("a rate-limit retry without a response")
+        state.next_attempt_requested = True
+        headers = {k.lower(): v for k, v in response.headers.items()}
+        retry_after = headers.get("retry-after")
+        time.sleep(int(retry_after[0]) if retry_after else 1)
+        state.increment_current_attempt()
+
+
+def fast_retry_handlers() -> list[RetryHandler]:
+    """The bot's retry set (rate limits, 5xx, connection errors) with test-speed waits."""
+    handlers = retry_handlers()
+    return [
+        ExactRetryAfter(max_retry_count=h.max_retry_count) if isinstance(h, RateLimitErrorRetryHandler) else h
+        for h in handlers
+    ]
+
+
 def bot_settings(db_path: Path, standin: SlackStandIn, aws: MotoServer, **extra: str) -> dict[str, str]:
     env = {
         "DATABASE_URL": f"sqlite:///{db_path}",
@@ -251,11 +296,12 @@ def running_bot(
     calls = ApiCallCounter()
     session = aws.session()
     calls.attach(session)
+    faults = FaultInjector().attach(session)
     config: AwsConfig = replace(aws_config_from(settings), retry=FAST_RETRY)
     repos = Repositories.from_engine(make_engine(settings.database_url))
     provider = AwsProvider(config, session=session, price_cache=repos.prices, clock=clock.now)
     application = build_application(
-        settings, clock=clock, provider=provider, slack_retry_handlers=retry_handlers()
+        settings, clock=clock, provider=provider, slack_retry_handlers=fast_retry_handlers()
     )
     server = HttpServer(
         make_wsgi_app(SlackRequestHandler(application.slack_app), ready=application.readiness),
@@ -263,13 +309,17 @@ def running_bot(
         0,
         threads=8,
     )
+    # waitress notices close() at its next poll; the default 1 s poll would add a second to every test.
+    server._server.adj.asyncore_loop_timeout = 0.02  # type: ignore[assignment]
     thread = threading.Thread(target=server.serve_forever, kwargs={"handle_signals": False}, daemon=True)
     thread.start()
     application.start()
     try:
-        yield Bot(standin, aws, application, server, clock, calls, settings)
+        yield Bot(standin, aws, application, server, clock, calls, settings, faults)
     finally:
-        server.close()
+        # Closed from waitress's own loop thread: closing its sockets from this thread races the loop's
+        # select() and can kill it with EBADF.
+        server._server.trigger.pull_trigger(server.close)  # type: ignore[union-attr]
         thread.join(5)
         application.stop()
 

@@ -351,3 +351,10 @@ def test_a_stopped_machine_dropped_from_a_batch_is_reported() -> None:
     assert isinstance(started, Transition)
     assert started.proceed == ("i-1",)
     assert started.dropped[0].reason == "i-2 is terminated; there is nothing left to terminate"
+
+
+def test_a_launch_with_an_unknown_price_needs_an_approver() -> None:
+    from bot.core.approvals import LAUNCH, approval_reasons
+
+    reasons = approval_reasons(LAUNCH, hourly_usd=None, user_running=0, user_hourly_usd=0)
+    assert any("price is unknown" in r for r in reasons)
