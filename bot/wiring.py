@@ -219,10 +219,15 @@ def build_application(
     )
     bot = create_app(settings, services, client=client)
     from bot.scheduler.runtime import ScheduledServices, SchedulerRuntime
+    from bot.services.report_commands import ReportCommands
     from bot.slack.reminder_buttons import register_reminder_buttons
 
     scheduled = ScheduledServices.build(services, settings)
     register_reminder_buttons(bot.app, services, scheduled.idle)
+    reports = ReportCommands(services.deps, scheduled.reports, settings.default_timezone)
+    bot.dispatcher.register("report", reports.report)
+    bot.dispatcher.register("subscribe", reports.subscribe)
+    bot.dispatcher.register("unsubscribe", reports.unsubscribe)
     application = Application(
         settings=settings, engine=engine, services=services, slack_app=bot.app, role=role, scheduled=scheduled
     )

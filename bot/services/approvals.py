@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 
 from bot.core import approvals as rules
 from bot.core.safety import Action, Verdict, evaluate
+from bot.metrics import APPROVALS
 from bot.services.audit import Auditor
 from bot.services.costs import CostService
 from bot.services.deps import ServiceDeps
@@ -140,6 +141,7 @@ class ApprovalService:
         won = repos.approvals.decide(
             row.id, move.from_status.value, move.to_status.value, user, now, reason=move.after.reason or None
         )
+        APPROVALS.labels(move.to_status.value if won else "lost_race").inc()
         if not won:
             # Someone else's click got there first: say what it did, in the same words as a late click.
             fresh = repos.approvals.get(row.id)

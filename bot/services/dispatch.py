@@ -8,6 +8,7 @@ cloud answers; requests that need a second person become an approval message.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -51,13 +52,18 @@ class CommandDispatcher:
     def __init__(self, services: BotServices, config_rows: list[tuple[str, str]]) -> None:
         self._s = services
         self._config_rows = config_rows
+        self._extra: dict[str, Callable[[Any, Origin], Reply]] = {}
+
+    def register(self, verb: str, handler: Callable[[Any, Origin], Reply]) -> None:
+        """Verbs served by other services (reports, training), added by the composition root."""
+        self._extra[verb] = handler
 
     @property
     def _now(self) -> datetime:
         return self._s.deps.clock.now()
 
     def run(self, command: cmds.Command, origin: Origin) -> Reply:
-        handler = getattr(self, "_" + command.verb.replace(" ", "_"), None)
+        handler = self._extra.get(command.verb) or getattr(self, "_" + command.verb.replace(" ", "_"), None)
         if handler is None:
             return Reply(
                 f"`/runctl {command.verb}` is not available in this version yet. See `/runctl help`."

@@ -20,6 +20,7 @@ from slack_sdk import WebClient
 from bot.config import Settings
 from bot.core import commands as cmds
 from bot.core.approvals import Decision
+from bot.metrics import COMMANDS
 from bot.services.container import BotServices
 from bot.services.dispatch import CommandDispatcher, Origin, Reply, config_rows
 from bot.services.ports import MessageRef
@@ -102,6 +103,7 @@ class SlackBot:
         channel = command.get("channel_id")
         parsed = cmds.parse(str(command.get("text", "")), self.services.deps.clock.now())
         if isinstance(parsed, cmds.ParseError):
+            COMMANDS.labels(parsed.verb or "unknown", "parse_error").inc()
             ack(response_type="ephemeral", text=parsed.render())
             return
         roles = self.services.deps.roles
@@ -111,12 +113,14 @@ class SlackBot:
                 user, parsed.verb, required=parsed.required_role, what=_what_needs(parsed)
             )
         if not gate.allowed:
+            COMMANDS.labels(parsed.verb, "denied").inc()
             ack(response_type="ephemeral", text=f":no_entry: {gate.reason}")
             self.services.auditor.event(
                 user, f"request:{parsed.verb}", "denied", detail={"reason": gate.reason}
             )
             return
         if isinstance(parsed, cmds.HelpCommand):
+            COMMANDS.labels("help", "ok").inc()
             ack(response_type="ephemeral", text=cmds.help_text(parsed.topic))
             return
         key = context.get("delivery_key")
@@ -129,7 +133,9 @@ class SlackBot:
     def _run(self, parsed: cmds.Command, origin: Origin, respond: Respond) -> None:
         try:
             reply = self.dispatcher.run(parsed, origin)
+            COMMANDS.labels(parsed.verb, "ok").inc()
         except ProviderError as exc:
+            COMMANDS.labels(parsed.verb, "provider_error").inc()
             # The cloud failed (after every retry, for what is worth retrying): what it said is safe to show.
             ref = origin.operation_id or "none"
             log.warning(
@@ -150,6 +156,7 @@ class SlackBot:
             )
             return
         except Exception:
+            COMMANDS.labels(parsed.verb, "error").inc()
             ref = origin.operation_id or "none"
             log.exception("command %s by %s failed (operation %s)", parsed.verb, origin.user, ref)
             self._safe_respond(

@@ -209,3 +209,37 @@ def test_apscheduler_stores_the_jobs_and_stops_cleanly(make_bot: BotFactory) -> 
             runtime.stop()
         assert not runtime.leading
         assert bot.repos.leases.holder("scheduler", bot.clock.now()) is None
+
+
+def test_subscribe_report_and_unsubscribe_from_slack(make_bot: BotFactory) -> None:
+    from tests.support.slack import ALICE
+
+    with make_bot() as bot:
+        launch(bot)
+        runtime = scheduler_for(bot)
+        runtime.run("reconcile")
+        denied = bot.command(BOB.id, "subscribe weekly mon 09:00 Europe/Berlin", channel=TEAM)
+        assert "admin" in denied.text.lower()
+        assert bot.command(ALICE.id, "subscribe weekly mon 09:00 Europe/Berlin", channel=TEAM).status == 200
+        bot.wait_idle()
+        (sub,) = bot.repos.subscriptions.list_for_channel(TEAM)
+        assert (sub.cadence, sub.weekday, sub.at_time, sub.timezone) == (
+            "weekly",
+            0,
+            "09:00",
+            "Europe/Berlin",
+        )
+        assert "every Monday at 09:00 (Europe/Berlin)" in texts(bot.standin.messages(TEAM))
+
+        assert bot.command(BOB.id, "report", channel=TEAM).status == 200
+        bot.wait_idle()
+        assert any("Fleet report" in m.text for m in bot.standin.messages(TEAM))
+        assert len(bot.standin.files()) == 1
+
+        move_to(bot, MONDAY)  # 16:00 in Berlin on a Monday: the weekly report is due
+        assert runtime.run("reports")
+        assert any("Weekly fleet report" in m.text for m in bot.standin.messages(TEAM))
+
+        assert bot.command(ALICE.id, "unsubscribe weekly", channel=TEAM).status == 200
+        bot.wait_idle()
+        assert bot.repos.subscriptions.list_for_channel(TEAM) == []
