@@ -228,6 +228,12 @@ def build_application(
     bot.dispatcher.register("report", reports.report)
     bot.dispatcher.register("subscribe", reports.subscribe)
     bot.dispatcher.register("unsubscribe", reports.unsubscribe)
+    from bot.services.training_commands import TrainingCommands
+    from bot.slack.training_buttons import register_training_buttons
+
+    for verb, handler in TrainingCommands(services.deps, scheduled.training).handlers().items():
+        bot.dispatcher.register(verb, handler)
+    register_training_buttons(bot.app, services, scheduled.training)
     application = Application(
         settings=settings, engine=engine, services=services, slack_app=bot.app, role=role, scheduled=scheduled
     )

@@ -31,6 +31,7 @@ from bot.services.container import BotServices
 from bot.services.notifications import StateNotifier
 from bot.services.reminders import CycleReport, IdleCycleService
 from bot.services.reports import ReportService
+from bot.services.training import ListObjects, TrainingService
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +62,19 @@ class ScheduledServices:
     reports: ReportService
     alerts: CostAlertService
     state_notices: StateNotifier
+    training: TrainingService
 
     @classmethod
     def build(cls, services: BotServices, settings: Settings) -> ScheduledServices:
         deps = services.deps
+        training = TrainingService(
+            deps,
+            services.operations,
+            services.auditor,
+            prices=services.prices,
+            approvals=services.approvals,
+            list_objects=s3_lister(deps.provider),
+        )
         return cls(
             idle=IdleCycleService(
                 deps, services.prices, services.operations, services.approvals, services.auditor
@@ -79,8 +89,22 @@ class ScheduledServices:
                     team_monthly_budget=settings.team_monthly_budget,
                 ),
             ),
-            state_notices=StateNotifier(deps),
+            state_notices=StateNotifier(deps, on_spot_interruption=training.on_spot_interruption),
+            training=training,
         )
+
+
+def s3_lister(provider: object) -> ListObjects | None:
+    """Checkpoint listings through the provider's own boto3 session (None for providers without S3)."""
+    clients = getattr(provider, "clients", None)
+    if clients is None:
+        return None
+
+    def list_objects(bucket: str, prefix: str) -> list[dict[str, Any]]:
+        pages = clients.client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        return [dict(item) for page in pages for item in page.get("Contents", [])]
+
+    return list_objects
 
 
 class SchedulerRuntime:
@@ -116,6 +140,7 @@ class SchedulerRuntime:
             JobSpec("reports", timedelta(minutes=1), s.reports.send_due),
             JobSpec("alerts", timedelta(minutes=5), s.alerts.run),
             JobSpec("housekeeping", timedelta(hours=1), self._housekeeping),
+            JobSpec("jobs", timedelta(minutes=1), s.training.poll),
         ]
 
     # --- jobs ------------------------------------------------------------------------------------

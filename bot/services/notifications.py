@@ -7,7 +7,7 @@ transition, even with several bot processes (a `sent_notices` claim per transiti
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from bot.core.safety import format_time
 from bot.services.deps import ServiceDeps
@@ -28,8 +28,11 @@ def spot_interrupted(t: TransitionRecord) -> bool:
 
 
 class StateNotifier:
-    def __init__(self, deps: ServiceDeps) -> None:
+    def __init__(
+        self, deps: ServiceDeps, *, on_spot_interruption: Callable[[str], None] | None = None
+    ) -> None:
         self._deps = deps
+        self._on_spot = on_spot_interruption
 
     def tell(self, transitions: Sequence[TransitionRecord], instances: Sequence[Instance]) -> list[str]:
         """Notify owners of state changes; returns the notice keys sent."""
@@ -44,6 +47,8 @@ class StateNotifier:
             try:
                 self._send(t, by_id.get(t.resource_id))
                 sent.append(key)
+                if spot_interrupted(t) and self._on_spot is not None:
+                    self._on_spot(t.resource_id)  # the job's thread offers (or does) a resume
             except Exception:
                 log.exception("state notice %s failed; it will be retried", key)
                 self._deps.repos.notices.forget(key)

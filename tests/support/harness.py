@@ -317,9 +317,7 @@ def running_bot(
     try:
         yield Bot(standin, aws, application, server, clock, calls, settings, faults)
     finally:
-        # Closed from waitress's own loop thread: closing its sockets from this thread races the loop's
-        # select() and can kill it with EBADF.
-        server._server.trigger.pull_trigger(server.close)  # type: ignore[union-attr]
+        server.close()  # hands the close to waitress's own loop thread and waits for it
         thread.join(5)
         application.stop()
 

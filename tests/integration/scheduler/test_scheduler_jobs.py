@@ -198,13 +198,21 @@ def test_apscheduler_stores_the_jobs_and_stops_cleanly(make_bot: BotFactory) -> 
         try:
             assert runtime.leading
             jobs = {job.id: job for job in runtime._scheduler.get_jobs()}
-            assert set(jobs) == {"reconcile", "idle", "approvals", "reports", "alerts", "housekeeping"}
+            assert set(jobs) == {
+                "reconcile",
+                "idle",
+                "approvals",
+                "reports",
+                "alerts",
+                "housekeeping",
+                "jobs",
+            }
             assert jobs["idle"].trigger.interval == timedelta(minutes=5)
             with bot.application.engine.connect() as connection:
                 from sqlalchemy import text
 
                 stored = connection.execute(text("SELECT count(*) FROM apscheduler_jobs")).scalar()
-            assert stored == 6
+            assert stored == 7
         finally:
             runtime.stop()
         assert not runtime.leading

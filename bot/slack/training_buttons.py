@@ -1,0 +1,38 @@
+"""The **Resume on a new spot instance** button under a reclaimed job's thread."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_bolt import Ack, App, Respond
+
+from bot.services.container import BotServices
+from bot.services.training import TrainingService
+from bot.views import training as views
+
+log = logging.getLogger(__name__)
+
+
+def register_training_buttons(app: App, services: BotServices, training: TrainingService) -> None:
+    def resume(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
+        user = str(body.get("user", {}).get("id", ""))
+        job_id = str(body.get("actions", [{}])[0].get("value", ""))
+
+        def run() -> None:
+            try:
+                outcome = training.resume_button(job_id, user)
+                text = None if outcome.message is not None and outcome.ok else outcome.text
+            except Exception:
+                log.exception("resume of %s by %s failed", job_id, user)
+                text = ":x: The resume failed unexpectedly; nothing more was done."
+            if text:
+                try:
+                    respond(text=text, response_type="ephemeral", replace_original=False)
+                except Exception:
+                    log.exception("could not answer the resume button")
+
+        services.submit(run)
+        ack()
+
+    app.action(views.RESUME_SPOT)(resume)
