@@ -99,7 +99,8 @@ def test_serve_answers_signed_help_refuses_forged_and_stops_on_sigterm(
         assert ready == {"status": "ready", "database": "ok", "slack": "ok"}
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
             metrics = response.read().decode()
-        assert "runctl_slack_request_seconds_count 3.0" in metrics  # the help, the forged and the stale request
+        # the help, the forged and the stale request
+        assert "runctl_slack_request_seconds_count 3.0" in metrics
         assert "runctl_provider_calls_total" in metrics
 
         proc.send_signal(signal.SIGTERM)
