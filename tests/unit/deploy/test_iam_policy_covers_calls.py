@@ -39,7 +39,16 @@ EXCLUDED = (
     ROOT / "bot" / "slack" / "standin",
 )
 # botocore service name -> IAM action prefix. Every service the code builds a client for must be listed.
-IAM_PREFIX = {"ec2": "ec2", "ssm": "ssm", "cloudwatch": "cloudwatch", "pricing": "pricing", "sts": "sts"}
+IAM_PREFIX = {
+    "ec2": "ec2",
+    "ssm": "ssm",
+    "cloudwatch": "cloudwatch",
+    "pricing": "pricing",
+    "sts": "sts",
+    "s3": "s3",
+}
+# API operations whose IAM action has another name (S3 authorises object listings as ListBucket).
+IAM_ACTION_FOR = {"s3:ListObjectsV2": "s3:ListBucket", "s3:ListObjects": "s3:ListBucket"}
 # Actions a request needs besides its own, by the request parameter that triggers them.
 IMPLIED_BY_PARAMETER = {
     "IamInstanceProfile": ("iam:PassRole",),  # RunInstances passes the profile's role to EC2
@@ -110,7 +119,8 @@ def operation_uses(source: Source, services: list[str]) -> Iterator[Use]:
     by_method: dict[str, list[str]] = {}
     for service in services:
         for method, operation in operations(service).items():
-            by_method.setdefault(method, []).append(f"{IAM_PREFIX[service]}:{operation}")
+            action = f"{IAM_PREFIX[service]}:{operation}"
+            by_method.setdefault(method, []).append(IAM_ACTION_FOR.get(action, action))
     prefixes = {IAM_PREFIX[s]: s for s in services}
     for node in ast.walk(source.tree):
         if isinstance(node, ast.Attribute) and node.attr in by_method:
