@@ -87,14 +87,23 @@ class SlackBot:
     def _dedup(
         self, body: dict[str, Any], context: BoltContext, next: Callable[[], BoltResponse]
     ) -> BoltResponse:
+        """Note the delivery's key; the work claims it (off the ack path) before doing anything.
+
+        A redelivery (X-Slack-Retry-Num) is acked like the first one, but its work finds the key taken
+        in the database, across every bot process, and does nothing.
+        """
         key = _delivery_key(body)
         if key is not None:
             context["delivery_key"] = key
-            repo = self.services.deps.repos.deliveries
-            if not repo.claim(key, self.services.deps.clock.now()):
-                log.info("duplicate Slack delivery %s ignored", key)
-                return BoltResponse(status=200, body="")
         return next()
+
+    def _first_delivery(self, key: str | None) -> bool:
+        if key is None:
+            return True
+        if self.services.deps.repos.deliveries.claim(key, self.services.deps.clock.now()):
+            return True
+        log.info("duplicate Slack delivery %s ignored", key)
+        return False
 
     # --- slash command ---------------------------------------------------------------------------
 
@@ -127,10 +136,12 @@ class SlackBot:
         origin = Origin(user, channel, _operation_id(key) if key else None)
         # Queued before the ack returns, so the work is accounted for (drain, shutdown) the moment Slack
         # hears back; queueing takes microseconds.
-        self.services.submit(self._run, parsed, origin, respond)
+        self.services.submit(self._run, parsed, origin, respond, key)
         ack()
 
-    def _run(self, parsed: cmds.Command, origin: Origin, respond: Respond) -> None:
+    def _run(self, parsed: cmds.Command, origin: Origin, respond: Respond, key: str | None = None) -> None:
+        if not self._first_delivery(key):
+            return
         try:
             reply = self.dispatcher.run(parsed, origin)
             COMMANDS.labels(parsed.verb, "ok").inc()
