@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import re
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,6 +17,31 @@ _SECRET = re.compile(r"(xox[abposr]-[A-Za-z0-9-]+|xapp-[A-Za-z0-9-]+|v0=[0-9a-f]
 
 def redact(text: str) -> str:
     return _SECRET.sub("[redacted]", text)
+
+
+_CONTEXT: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
+    "runctl_log_context", default=None
+)
+_CONTEXT_KEYS = ("request_id", "operation_id", "user", "verb", "job")
+
+
+@contextmanager
+def log_context(**values: str | None) -> Iterator[None]:
+    """Attach ids (request, operation, user, verb, job) to every log line written inside the block."""
+    merged = {**(_CONTEXT.get() or {}), **{k: v for k, v in values.items() if v}}
+    token = _CONTEXT.set(merged)
+    try:
+        yield
+    finally:
+        _CONTEXT.reset(token)
+
+
+class ContextFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        for key, value in (_CONTEXT.get() or {}).items():
+            if not hasattr(record, key):
+                setattr(record, key, value)
+        return True
 
 
 class RedactingFilter(logging.Filter):
@@ -35,7 +63,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        for key in ("request_id", "operation_id", "user", "verb"):
+        for key in _CONTEXT_KEYS:
             value = getattr(record, key, None)
             if value is not None:
                 entry[key] = value
@@ -47,6 +75,7 @@ class JsonFormatter(logging.Formatter):
 def setup_logging(level: str = "INFO", fmt: str = "auto") -> None:
     use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(ContextFilter())
     handler.addFilter(RedactingFilter())
     handler.setFormatter(
         JsonFormatter()

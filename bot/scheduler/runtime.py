@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from bot.config import Settings
+from bot.logs import log_context
 from bot.metrics import IDLE_MACHINES, JOB_SECONDS
 from bot.scheduler import jobs as job_entry
 from bot.services.alerts import AlertThresholds, CostAlertService
@@ -192,7 +193,8 @@ class SchedulerRuntime:
         started = time.perf_counter()
         outcome = "ok"
         try:
-            stats.last_result = spec.run()
+            with log_context(job=name):
+                stats.last_result = spec.run()
             stats.runs += 1
             self._observe(name, stats.last_result)
             return True

@@ -20,6 +20,7 @@ from slack_sdk import WebClient
 from bot.config import Settings
 from bot.core import commands as cmds
 from bot.core.approvals import Decision
+from bot.logs import log_context
 from bot.metrics import COMMANDS
 from bot.services.container import BotServices
 from bot.services.dispatch import CommandDispatcher, Origin, Reply, config_rows
@@ -140,6 +141,12 @@ class SlackBot:
         ack()
 
     def _run(self, parsed: cmds.Command, origin: Origin, respond: Respond, key: str | None = None) -> None:
+        with log_context(
+            request_id=key, operation_id=origin.operation_id, user=origin.user, verb=parsed.verb
+        ):
+            self._run_logged(parsed, origin, respond, key)
+
+    def _run_logged(self, parsed: cmds.Command, origin: Origin, respond: Respond, key: str | None) -> None:
         if not self._first_delivery(key):
             return
         try:
