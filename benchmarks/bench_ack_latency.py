@@ -1,0 +1,451 @@
+"""Ack latency: how long Slack waits for the bot's HTTP answer to a signed `/runctl` command.
+
+Slack drops a slash command that is not acknowledged within 3 s, so the ack must not wait for AWS. This
+measures, in one run and on one HTTP stack (waitress via `bot.web.HttpServer` + `make_wsgi_app` + Bolt's
+`SlackRequestHandler`, same thread count), three apps side by side:
+
+* **bare** — a Bolt app whose only listener is `ack()`: the floor the stack itself sets;
+* **bot** — the production app from `bot.wiring.build_application`, whose work after the ack really runs
+  (lists against a 50-machine fleet; creates that launch in moto) while later requests are measured;
+* **bot + plan** — the same, with `services.cleanup.plan()` running back to back in a background thread,
+  as a scheduled idle cycle would.
+
+Latency is measured in a separate process from the first byte written to the last byte of the response
+read, over HTTP/1.1 keep-alive connections (one per client thread, a closed loop). The target is
+bot p99 ≤ 1.5 × bare p99 at every concurrency level.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import Any
+
+from slack_bolt import App
+from slack_bolt.adapter.wsgi import SlackRequestHandler
+
+from benchmarks.common import (
+    GcWatch,
+    LoadGenerator,
+    LoadResult,
+    MotoProcess,
+    PreparedRequest,
+    RunningBot,
+    latency_summary,
+    live_instances,
+    peak_rss_mb,
+    rss_mb,
+    running_bot,
+    seed_cpu,
+    seed_fleet,
+    served,
+    slack_url,
+    terminate,
+    x86_image,
+)
+from bot.services.cleanup import CleanupPlan, PlanOptions
+from bot.services.dispatch import DEFAULT_PROJECT as CREATE_PROJECT  # what a plain `create` tags
+from bot.slack.standin import Channel, SlackStandIn, User
+from bot.slack.standin.delivery import slash_command_request
+from bot.web import make_wsgi_app
+from providers import tags
+
+NAME = "ack_latency"
+TITLE = "Ack latency of /runctl"
+COMMAND = "/runctl"
+LEVELS = (1, 10, 50)
+FLEET_SIZE = 50
+TARGET_RATIO = 1.5
+SLACK_LIMIT_MS = 3000.0
+FULL_REQUESTS = 100
+QUICK_REQUESTS = 30
+VARIANTS = ("bare", "bot", "bot+plan")
+COMMANDS = {"list": "list", "create": "create g5.xlarge"}
+FLEET_PROJECT = "bench"
+HIGH = "1000000"  # "no limit" for the launch guards: every create must launch, none may wait for approval
+LIMITS = {
+    "RUNCTL_QUOTA_WARN": HIGH,
+    "RUNCTL_QUOTA_REFUSE": HIGH,
+    "RUNCTL_USER_MAX_INSTANCES": HIGH,
+    "RUNCTL_USER_MAX_COST_PER_HOUR": HIGH,
+    "RUNCTL_APPROVAL_COST_PER_HOUR": HIGH,
+}
+
+
+def _people() -> tuple[User, User, Channel]:
+    requester = User(id="U0BENCHREQ", name="riya", real_name="Riya Requester", tz="Europe/London")
+    admin = User(id="U0BENCHADM", name="grace", real_name="Grace Admin", tz="UTC", is_admin=True)
+    channel = Channel(id="C0BENCHFLT", name="ml-fleet", created=1_700_000_000)
+    return requester, admin, channel
+
+
+def bare_app(like: App, signing_secret: str, workers: int) -> App:
+    """The floor: Bolt with one listener that only acks, configured like the bot's app `like` otherwise
+    (same Web API client, listener pool size and `process_before_response`)."""
+    app = App(
+        client=like.client,
+        signing_secret=signing_secret,
+        token_verification_enabled=False,
+        listener_executor=ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bare"),
+        process_before_response=like.process_before_response,
+    )
+    app.command(COMMAND)(lambda ack: ack())
+    return app
+
+
+class Reaper:
+    """Terminates what the creates launch within a fraction of a second, from outside the bot.
+
+    Without it every create of a cell would grow the fleet, and each create's quota scan (a
+    DescribeInstances over every live machine) would cost more than the one before. It also records
+    what was launched, which is the proof that each acked create really ran.
+    """
+
+    def __init__(self, moto: MotoProcess, project: str, interval: float = 0.25) -> None:
+        self._moto = moto
+        self._filters = [{"Name": f"tag:{tags.PROJECT}", "Values": [project]}]
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="bench-reaper", daemon=True)
+        self.launched: set[str] = set()
+        self.error: BaseException | None = None
+
+    def sweep(self) -> None:
+        found = live_instances(self._moto, self._filters)
+        if found:
+            terminate(self._moto, found)
+            self.launched.update(found)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                self.sweep()
+            except Exception as exc:  # reported by stop()
+                self.error = exc
+                return
+
+    def start(self) -> Reaper:
+        self._thread.start()
+        return self
+
+    def stop(self) -> set[str]:
+        self._stop.set()
+        self._thread.join(60)
+        if self.error is not None:
+            raise RuntimeError(f"terminating launched machines failed: {self.error!r}") from self.error
+        self.sweep()
+        return self.launched
+
+
+class PlanLoop:
+    """`services.cleanup.plan()` back to back in its own thread, as the scheduler's idle cycle would run it.
+
+    The age rule is relaxed to one second so that every running machine is a candidate and each plan
+    really fetches metrics (a fresh moto fleet is minutes old, below the 2 h default).
+    """
+
+    def __init__(self, plan: Callable[[], CleanupPlan]) -> None:
+        self._plan = plan
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="bench-plan", daemon=True)
+        self.durations: list[float] = []
+        self.idle_found: list[int] = []
+        self.error: BaseException | None = None
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            began = time.perf_counter()
+            try:
+                plan = self._plan()
+            except Exception as exc:  # reported by stop(): a failing plan would invalidate the column
+                self.error = exc
+                return
+            self.durations.append(time.perf_counter() - began)
+            self.idle_found.append(len(plan.idle))
+
+    def start(self) -> PlanLoop:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(60)
+        if self.error is not None:
+            raise RuntimeError(f"the background cleanup plan failed: {self.error!r}") from self.error
+        if not self.durations:
+            raise RuntimeError("no cleanup plan completed during the measurement")
+
+
+@contextmanager
+def _quiet_logs() -> Iterator[None]:
+    """waitress warns on every queued request at 50 clients; the queueing shows in the latencies anyway."""
+    logger = logging.getLogger("waitress.queue")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+class Bench:
+    """One bot, one bare app, one load generator: runs and checks the cells."""
+
+    def __init__(
+        self, bot: RunningBot, bare_url: str, load: LoadGenerator, requester: User, channel: Channel
+    ) -> None:
+        self.bot = bot
+        self.bare_url = bare_url
+        self.load = load
+        self.requester = requester
+        self.channel = channel
+
+    def prepare(self, text: str, count: int) -> list[PreparedRequest]:
+        """Signed deliveries, each with its own trigger id and response_url, built before the clock starts."""
+        prepared = []
+        for _ in range(count):
+            request = slash_command_request(
+                self.bot.standin, command=COMMAND, text=text, user=self.requester.id, channel=self.channel.id
+            )
+            prepared.append(PreparedRequest(request.body, request.headers))
+        return prepared
+
+    def fire(self, url: str, text: str, count: int, concurrency: int) -> LoadResult:
+        result = self.load.fire(url, self.prepare(text, count), concurrency)
+        if result.errors or set(result.statuses) != {200} or len(result.latencies) != count:
+            raise RuntimeError(
+                f"{url} `{text}` x{count} at {concurrency}: statuses {dict(result.statuses)}, "
+                f"errors {result.errors[:3]}"
+            )
+        return result
+
+    def drain(self) -> float:
+        began = time.perf_counter()
+        if not self.bot.application.services.drain(timeout=300):
+            raise RuntimeError("the bot's work queue did not drain within 300 s")
+        return time.perf_counter() - began
+
+    def answered(self) -> int:
+        return sum(1 for p in self.bot.standin.response_posts() if not p.outcome.startswith("rejected"))
+
+    def warm_up(self) -> None:
+        """First requests pay for imports, auth.test and connection pools; none of that is an ack."""
+        for url in (self.bare_url, self.bot.url):
+            self.fire(url, "list", 20, 5)
+        reaper = Reaper(self.bot.moto, CREATE_PROJECT).start()
+        self.fire(self.bot.url, COMMANDS["create"], 5, 5)
+        self.drain()
+        reaper.stop()
+
+    def cell(self, command: str, concurrency: int, variant: str, count: int) -> dict[str, Any]:
+        text = COMMANDS[command]
+        if variant == "bare":
+            with GcWatch() as collections:
+                result = self.fire(self.bare_url, text, count, concurrency)
+            return {
+                "latency": latency_summary(result.latencies),
+                **_load_facts(result),
+                "gc_during_acks": collections.summary(),
+            }
+        loop: PlanLoop | None = None
+        if variant == "bot+plan":
+            options = PlanOptions(min_age=timedelta(seconds=1))
+            loop = PlanLoop(lambda: self.bot.application.services.cleanup.plan(options)).start()
+            time.sleep(0.2)  # let the first plan get going so every request meets one
+        reaper = Reaper(self.bot.moto, CREATE_PROJECT).start() if command == "create" else None
+        answered_before = self.answered()
+        began = time.perf_counter()
+        try:
+            try:
+                with GcWatch() as collections:
+                    result = self.fire(self.bot.url, text, count, concurrency)
+            finally:
+                if loop is not None:
+                    loop.stop()  # it is there to stress the acks; the drain needs no company
+            drained_after = self.drain()
+        finally:
+            launched = reaper.stop() if reaper is not None else set()
+        work_total = time.perf_counter() - began
+        cell: dict[str, Any] = {
+            "latency": latency_summary(result.latencies),
+            **_load_facts(result),
+            "gc_during_acks": collections.summary(),
+            "work": {
+                "drain_after_last_ack_s": round(drained_after, 3),
+                "acks_and_work_s": round(work_total, 3),
+            },
+        }
+        if command == "list":
+            done = self.answered() - answered_before
+            cell["work"]["lists_answered"] = done
+            if done != count:
+                raise RuntimeError(f"{count} lists were acked but {done} were answered")
+        else:
+            cell["work"]["machines_launched"] = len(launched)
+            if len(launched) != count:
+                raise RuntimeError(f"{count} creates were acked but {len(launched)} machines were launched")
+        if loop is not None:
+            cell["plan"] = {
+                "plans_completed": len(loop.durations),
+                "plan_mean_ms": round(1000 * sum(loop.durations) / len(loop.durations), 1),
+                "idle_machines_found": max(loop.idle_found),
+            }
+        return cell
+
+
+def _load_facts(result: LoadResult) -> dict[str, Any]:
+    over = sum(1 for s in result.latencies if s * 1000 > SLACK_LIMIT_MS)
+    return {
+        "wall_s": round(result.wall_seconds, 3),
+        "requests_per_s": round(result.throughput, 1),
+        "connections_opened": result.connections_opened,
+        "over_slack_limit": over,
+    }
+
+
+def run(quick: bool) -> dict[str, Any]:
+    count = QUICK_REQUESTS if quick else FULL_REQUESTS
+    requester, admin, channel = _people()
+    started = time.perf_counter()
+    with (
+        _quiet_logs(),
+        MotoProcess.start() as moto,
+        SlackStandIn(users=[requester, admin], channels=[channel], rate_limit_per_channel=None) as standin,
+        running_bot(
+            standin,
+            moto,
+            {
+                "RUNCTL_USERS": requester.id,
+                "RUNCTL_ADMINS": admin.id,
+                "RUNCTL_AMI_ID": x86_image(moto),
+                **LIMITS,
+            },
+        ) as bot,
+        LoadGenerator() as load,
+    ):
+        workers = bot.application.settings.workers
+        fleet = seed_fleet(
+            moto, FLEET_SIZE, {tags.MANAGED: "true", tags.OWNER: requester.id, tags.PROJECT: FLEET_PROJECT}
+        )
+        seed_cpu(moto, {i: (1.0 if n % 2 else 60.0) for n, i in enumerate(fleet)})
+        bot.application.services.tracking.reconcile()
+        bare = bare_app(bot.application.slack_app, standin.signing_secret, workers)
+        with served(make_wsgi_app(SlackRequestHandler(bare)), threads=workers) as bare_server:
+            bench = Bench(bot, slack_url(bare_server), load, requester, channel)
+            bench.warm_up()
+            cells: list[dict[str, Any]] = []
+            for command in COMMANDS:
+                for level in LEVELS:
+                    row: dict[str, Any] = {"command": f"/runctl {COMMANDS[command]}", "concurrency": level}
+                    for variant in VARIANTS:
+                        row[variant] = bench.cell(command, level, variant, count)
+                        _progress(command, level, variant, row[variant])
+                    bare_p99 = row["bare"]["latency"]["p99_ms"]
+                    row["ratio_p99"] = {
+                        v: round(row[v]["latency"]["p99_ms"] / bare_p99, 2) for v in VARIANTS[1:]
+                    }
+                    cells.append(row)
+        rss = {"bot_process_rss_mb": rss_mb(), "bot_process_peak_rss_mb": peak_rss_mb()}
+    met = all(r <= TARGET_RATIO for c in cells for r in c["ratio_p99"].values())
+    setup = {
+        "requests_per_cell": count,
+        "levels": list(LEVELS),
+        "fleet_machines": FLEET_SIZE,
+        "http_threads": workers,
+        "bot_workers": workers,
+        "connections": "HTTP/1.1 keep-alive, one per client thread; closed loop",
+        "limits": "quota, user and approval limits set to 1,000,000 so every create launches",
+        "plan": "cleanup plan back to back, age rule 1 s so all 50 machines are metric candidates",
+    }
+    result: dict[str, Any] = {
+        "title": TITLE,
+        "setup": setup,
+        "cells": cells,
+        "target": f"bot p99 <= {TARGET_RATIO} x bare p99 at every level",
+        "target_met": met,
+        "slack_limit_ms": SLACK_LIMIT_MS,
+        **rss,
+        "wall_s": round(time.perf_counter() - started, 1),
+    }
+    result["markdown"] = render(result)
+    return result
+
+
+def _progress(command: str, level: int, variant: str, cell: dict[str, Any]) -> None:
+    lat = cell["latency"]
+    work = cell.get("work", {})
+    extra = f", work drained {work['drain_after_last_ack_s']:.2f} s after the last ack" if work else ""
+    print(
+        f"  {command:<6} x{level:<3} {variant:<9} p50 {lat['p50_ms']:7.2f}  p99 {lat['p99_ms']:7.2f}  "
+        f"max {lat['max_ms']:7.2f} ms{extra}",
+        flush=True,
+    )
+
+
+def render(result: dict[str, Any]) -> str:
+    """The markdown section: latency table, work-after-ack table, and what was set up."""
+    setup = result["setup"]
+    verdict = "met" if result["target_met"] else "missed"
+    n = setup["requests_per_cell"]
+    from_top = n - math.ceil(0.99 * n)  # how many samples are slower than the nearest-rank p99
+    p99_is = "the slowest" if from_top == 0 else f"the slowest but {from_top}"
+    lines = [
+        f"{n} signed requests per cell. Latency is the time from sending a request to the last byte of "
+        f"its HTTP response (the ack), in ms; with {n} samples p99 is {p99_is}. "
+        f"Target: bot p99 ≤ {TARGET_RATIO}× bare p99 at every level — **{verdict}**. "
+        "*Full GCs* counts the bot process's full garbage collections while the requests were sent, "
+        "with the longest one.",
+        "",
+        "| command | concurrent | app | p50 | p95 | p99 | max | p99 ÷ bare | req/s | full GCs (longest ms) |",
+        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for cell in result["cells"]:
+        for variant in VARIANTS:
+            data = cell[variant]
+            lat = data["latency"]
+            ratio = 1.0 if variant == "bare" else cell["ratio_p99"][variant]
+            mark = " ✗" if ratio > TARGET_RATIO else ""
+            collections = data["gc_during_acks"]
+            lines.append(
+                f"| `{cell['command']}` | {cell['concurrency']} | {variant} | {lat['p50_ms']:.1f} | "
+                f"{lat['p95_ms']:.1f} | {lat['p99_ms']:.1f} | {lat['max_ms']:.1f} | {ratio:.2f}{mark} | "
+                f"{data['requests_per_s']:.0f} | "
+                f"{collections['full_collections']} ({collections['longest_full_ms']:.0f}) |"
+            )
+    over = sum(c[v]["over_slack_limit"] for c in result["cells"] for v in VARIANTS)
+    lines += [
+        "",
+        f"Acks slower than Slack's 3 s limit: {over}.",
+        "",
+        "Work after the ack. It really ran: every list was answered through its `response_url`, every "
+        "create launched a machine, counted in moto. *Acks + work* runs from the first request to the "
+        "drained executor; the plan loop stops with the last ack.",
+        "",
+        "| command | concurrent | app | acks + work (s) | drained after last ack (s) | plans (mean ms) |",
+        "| --- | ---: | --- | ---: | ---: | ---: |",
+    ]
+    for cell in result["cells"]:
+        for variant in VARIANTS[1:]:
+            data = cell[variant]
+            plan = data.get("plan")
+            plans = f"{plan['plans_completed']} ({plan['plan_mean_ms']:.0f})" if plan else "—"
+            lines.append(
+                f"| `{cell['command']}` | {cell['concurrency']} | {variant} | "
+                f"{data['work']['acks_and_work_s']:.2f} | {data['work']['drain_after_last_ack_s']:.2f} | "
+                f"{plans} |"
+            )
+    lines += [
+        "",
+        f"Setup: {setup['fleet_machines']} managed machines in moto (half idle, half busy CPU); "
+        f"{setup['http_threads']} waitress threads and {setup['bot_workers']} executor workers "
+        f"(the defaults); {setup['connections']}; {setup['limits']}; "
+        f"bot+plan: {setup['plan']}. Bot process peak RSS {result['bot_process_peak_rss_mb']:.0f} MB; "
+        f"whole run {result['wall_s']:.0f} s.",
+    ]
+    return "\n".join(lines)
