@@ -493,6 +493,9 @@ def running_bot(
             application = build_application(settings)
             wsgi = make_wsgi_app(SlackRequestHandler(application.slack_app), ready=application.readiness)
             application.start()
+            from bot.runtime import settle_heap
+
+            settle_heap()  # as `serve` does once the bot is built
             try:
                 with served(wsgi, threads=settings.workers) as server:
                     yield RunningBot(standin, moto, application, server, env)
