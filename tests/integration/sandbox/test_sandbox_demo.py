@@ -144,12 +144,13 @@ def test_cloudwatch_proves_the_idle_machine_idle_and_the_busy_one_busy(
     busy = cpu_values(server, ids["busy"])
     assert len(busy) >= 24 and all(60.0 <= v <= 90.0 for v in busy)
     assert all(15.0 <= v <= 35.0 for v in cpu_values(server, ids["protected"]))
-    assert cpu_values(server, ids["young"]) == [] and cpu_values(server, ids["stopped"]) == []
+    # The young machine is a minute old: it has no datapoint yet, or one if a 5-minute slot began since.
+    assert len(cpu_values(server, ids["young"])) <= 1 and cpu_values(server, ids["stopped"]) == []
     spot = cpu_values(server, ids["spot"])
     assert 8 <= len(spot) <= 10 and all(45.0 <= v <= 75.0 for v in spot)  # only since its launch
     gpu = cpu_values(server, ids["idle"], metric=GPU_METRIC_NAME)
     assert len(gpu) >= 24 and max(gpu) <= 1.0
-    assert cpu_values(server, ids["young"], metric=GPU_METRIC_NAME) == []
+    assert len(cpu_values(server, ids["young"], metric=GPU_METRIC_NAME)) <= 1
 
 
 def test_the_bucket_holds_the_training_tarball_and_checkpoints(seeded: tuple[MotoServer, DemoFleet]) -> None:
