@@ -89,12 +89,8 @@ class OperationService:
 
     def describe_many(self, instance_ids: Sequence[str]) -> dict[str, Instance]:
         """Fresh cloud state for a command's machines (commands name at most a handful)."""
-        found: dict[str, Instance] = {}
-        for iid in dict.fromkeys(instance_ids):
-            inst = self._deps.provider.describe(iid)
-            if inst is not None:
-                found[iid] = inst
-        return found
+        described = self._deps.provider.describe_many(list(dict.fromkeys(instance_ids)))
+        return {iid: described[iid] for iid in dict.fromkeys(instance_ids) if iid in described}
 
     def facts_for(self, instances: Sequence[Instance]) -> list[ResourceFacts]:
         jobs = self._deps.repos.jobs.list_active([i.id for i in instances])

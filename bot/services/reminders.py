@@ -304,7 +304,7 @@ class IdleCycleService:
     ) -> None:
         deps = self._deps
         # Re-check on fresh cloud state right before acting.
-        fresh = {i.id: i for i in (deps.provider.describe(r.instance_id) for r, _ in acts) if i is not None}
+        fresh = deps.provider.describe_many([r.instance_id for r, _ in acts])
         checked = [replace(f, instance=fresh[r.instance_id]) for r, f in acts if r.instance_id in fresh]
         rows = {r.instance_id: r for r, _ in acts}
         batch = evaluate_batch(Action.IDLE_STOP, checked, ctx)

@@ -597,16 +597,18 @@ class TrainingService:
     def _machines(
         self, instance_ids: Iterable[str], fleet: Mapping[str, Instance]
     ) -> dict[str, Instance | None]:
-        """The listing answers for managed, live machines; the few others are described one by one."""
-        found: dict[str, Instance | None] = {}
-        for iid in sorted(set(instance_ids)):
-            if iid in fleet:
-                found[iid] = fleet[iid]
-                continue
-            try:
-                found[iid] = self._deps.provider.describe(iid)
-            except ProviderError as exc:
-                log.warning("job poll: %s could not be described (%s); its jobs wait", iid, exc)
+        """The listing answers for managed, live machines; the few others in one batched describe."""
+        wanted = sorted(set(instance_ids))
+        found: dict[str, Instance | None] = {iid: fleet[iid] for iid in wanted if iid in fleet}
+        others = [iid for iid in wanted if iid not in fleet]
+        if not others:
+            return found
+        try:
+            described = self._deps.provider.describe_many(others)
+        except ProviderError as exc:
+            log.warning("job poll: %s could not be described (%s); their jobs wait", ", ".join(others), exc)
+            return found
+        found.update({iid: described.get(iid) for iid in others})
         return found
 
     def _read_answers(self, now: datetime) -> tuple[dict[str, JobObservation], dict[str, _Sent]]:

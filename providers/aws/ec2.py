@@ -244,6 +244,15 @@ class Ec2Instances:
                     return parse_instance(raw, self._region)
         return None
 
+    def describe_many(self, instance_ids: Sequence[str]) -> dict[str, Instance]:
+        """One paginated DescribeInstances per 200 ids (the filter's value limit). A filter, unlike
+        `InstanceIds`, skips ids that no longer exist instead of failing the whole request."""
+        found: dict[str, Instance] = {}
+        for batch in chunked(unique(instance_ids), 200):
+            for inst in self._describe([{"Name": "instance-id", "Values": batch}], retried=True):
+                found[inst.id] = inst
+        return found
+
     def _describe(self, filters: list[dict[str, Any]], *, retried: bool) -> Iterator[Instance]:
         pages = self._caller.pages(
             "ec2:DescribeInstances",

@@ -197,6 +197,9 @@ class AwsProvider:
     def describe(self, instance_id: str) -> Instance | None:
         return self._ec2.describe(instance_id)
 
+    def describe_many(self, instance_ids: Sequence[str]) -> dict[str, Instance]:
+        return self._ec2.describe_many(instance_ids)
+
     def find_by_operation(self, operation_id: str) -> Instance | None:
         return self._ec2.find_by_operation(operation_id)
 

@@ -134,3 +134,16 @@ def test_set_and_remove_tags_in_batches(provider: AwsProvider, ec2: Any, calls: 
     with pytest.raises(InvalidRequestError, match="aws: prefix"):
         provider.set_tags(ids, {"aws:cloudformation": "x"})
     assert calls.count("CreateTags") == 1
+
+
+def test_describe_many_is_one_request_and_skips_unknown_ids(
+    provider: AwsProvider, ec2: Any, calls: ApiCallCounter
+) -> None:
+    ids = run_instances(ec2, 3, tags={tagschema.MANAGED: "true"})
+    ec2.stop_instances(InstanceIds=[ids[0]])
+    calls.reset()
+    found = provider.describe_many([*ids, "i-0123456789abcdef0", ids[1]])
+    assert set(found) == set(ids)
+    assert found[ids[0]].state in (InstanceState.STOPPING, InstanceState.STOPPED)
+    assert calls.count("ec2.DescribeInstances") == 1
+    assert provider.describe_many([]) == {}

@@ -165,6 +165,9 @@ class MachinesOverSsm:
     def list_unmanaged_running(self) -> list[Instance]:
         return self.real.list_unmanaged_running()
 
+    def describe_many(self, instance_ids: Sequence[str]) -> dict[str, Instance]:
+        return self.real.describe_many(instance_ids)
+
     def describe(self, instance_id: str) -> Instance | None:
         return self.real.describe(instance_id)
 
