@@ -5,10 +5,11 @@ measures, in one run and on one HTTP stack (waitress via `bot.web.HttpServer` + 
 `SlackRequestHandler`, same thread count), three apps side by side:
 
 * **bare** — a Bolt app whose only listener is `ack()`: the floor the stack itself sets;
-* **bot** — the production app from `bot.wiring.build_application`, whose work after the ack really runs
-  (lists against a 50-machine fleet; creates that launch in moto) while later requests are measured;
-* **bot + plan** — the same, with `services.cleanup.plan()` running back to back in a background thread,
-  as a scheduled idle cycle would.
+* **bot** — the production app from `bot.wiring.build_application`, built as `serve` builds it: this
+  process acks and a work process runs the work after each ack for real (lists against a 50-machine
+  fleet; creates that launch in moto) while later requests are measured;
+* **bot + plan** — the same, with `services.cleanup.plan()` running back to back in another process, as
+  the scheduler's idle cycle runs in the work process.
 
 Latency is measured in a separate process from the first byte written to the last byte of the response
 read, over HTTP/1.1 keep-alive connections (one per client thread, a closed loop). The target is
@@ -19,9 +20,11 @@ from __future__ import annotations
 
 import logging
 import math
+import multiprocessing
+import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import timedelta
@@ -49,7 +52,9 @@ from benchmarks.common import (
     terminate,
     x86_image,
 )
-from bot.services.cleanup import CleanupPlan, PlanOptions
+from bot.config import Settings
+from bot.core.clock import SystemClock
+from bot.services.cleanup import PlanOptions
 from bot.services.dispatch import DEFAULT_PROJECT as CREATE_PROJECT  # what a plain `create` tags
 from bot.slack.standin import Channel, SlackStandIn, User
 from bot.slack.standin.delivery import slash_command_request
@@ -144,42 +149,64 @@ class Reaper:
 
 
 class PlanLoop:
-    """`services.cleanup.plan()` back to back in its own thread, as the scheduler's idle cycle would run it.
+    """`services.cleanup.plan()` back to back in its own process, where the scheduler's idle cycle runs.
 
-    The age rule is relaxed to one second so that every running machine is a candidate and each plan
-    really fetches metrics (a fresh moto fleet is minutes old, below the 2 h default).
+    Under `serve` the scheduler lives in the work process, apart from the acks, so the stress runs in a
+    separate process on the same database, moto and CPUs. The age rule is relaxed to one second so that
+    every running machine is a candidate and each plan really fetches metrics (a fresh moto fleet is
+    minutes old, below the 2 h default).
     """
 
-    def __init__(self, plan: Callable[[], CleanupPlan]) -> None:
-        self._plan = plan
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="bench-plan", daemon=True)
+    def __init__(self, settings: Settings) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._stop = context.Event()
+        self._results: Any = context.Queue()
+        self._process = context.Process(
+            target=_plan_loop_main, args=(settings, self._stop, self._results), name="bench-plan"
+        )
         self.durations: list[float] = []
         self.idle_found: list[int] = []
-        self.error: BaseException | None = None
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            began = time.perf_counter()
-            try:
-                plan = self._plan()
-            except Exception as exc:  # reported by stop(): a failing plan would invalidate the column
-                self.error = exc
-                return
-            self.durations.append(time.perf_counter() - began)
-            self.idle_found.append(len(plan.idle))
 
     def start(self) -> PlanLoop:
-        self._thread.start()
+        self._process.start()
         return self
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(60)
-        if self.error is not None:
-            raise RuntimeError(f"the background cleanup plan failed: {self.error!r}") from self.error
+        outcome, durations, idle_found = self._results.get(timeout=300)
+        self._process.join(60)
+        if outcome != "ok":
+            raise RuntimeError(f"the background cleanup plan failed: {outcome}")
+        self.durations, self.idle_found = durations, idle_found
         if not self.durations:
             raise RuntimeError("no cleanup plan completed during the measurement")
+
+
+def _plan_loop_main(settings: Settings, stop: Any, results: Any) -> None:
+    """The plan loop's process: production services on the bot's settings, plans until told to stop."""
+    from bot.slack.client import make_web_client
+    from bot.slack.notifier import SlackNotifier
+    from bot.wiring import build_services
+    from storage.engine import make_engine
+
+    os.nice(settings.work_process_nice)  # as the work process, where the scheduler runs, does
+    engine = make_engine(settings.database_url)
+    services = build_services(
+        settings, engine=engine, notifier=SlackNotifier(make_web_client(settings)), clock=SystemClock()
+    )
+    options = PlanOptions(min_age=timedelta(seconds=1))
+    durations: list[float] = []
+    idle_found: list[int] = []
+    try:
+        while not stop.is_set():
+            began = time.perf_counter()
+            plan = services.cleanup.plan(options)
+            durations.append(time.perf_counter() - began)
+            idle_found.append(len(plan.idle))
+    except Exception as exc:  # reported by stop(): a failing plan would invalidate the column
+        results.put((repr(exc), durations, idle_found))
+        return
+    results.put(("ok", durations, idle_found))
 
 
 @contextmanager
@@ -227,8 +254,8 @@ class Bench:
 
     def drain(self) -> float:
         began = time.perf_counter()
-        if not self.bot.application.services.drain(timeout=300):
-            raise RuntimeError("the bot's work queue did not drain within 300 s")
+        if not self.bot.application.drain(timeout=300):
+            raise RuntimeError("the bot's work did not drain within 300 s")
         return time.perf_counter() - began
 
     def answered(self) -> int:
@@ -255,9 +282,8 @@ class Bench:
             }
         loop: PlanLoop | None = None
         if variant == "bot+plan":
-            options = PlanOptions(min_age=timedelta(seconds=1))
-            loop = PlanLoop(lambda: self.bot.application.services.cleanup.plan(options)).start()
-            time.sleep(0.2)  # let the first plan get going so every request meets one
+            loop = PlanLoop(self.bot.application.settings).start()
+            time.sleep(1.5)  # the process starts and its first plan gets going, so every request meets one
         reaper = Reaper(self.bot.moto, CREATE_PROJECT).start() if command == "create" else None
         answered_before = self.answered()
         began = time.perf_counter()

@@ -490,9 +490,14 @@ def running_bot(
         with environment(env, clear=_AWS_ENV_TO_CLEAR):
             settings = load_settings()
             upgrade(settings.database_url)
-            application = build_application(settings)
+            # As `serve` builds it: with a work process (the default), this process only acks.
+            application = build_application(settings, role="web")
+            if settings.work_process:
+                application.use_work_process(scheduler=False)
             wsgi = make_wsgi_app(SlackRequestHandler(application.slack_app), ready=application.readiness)
             application.start()
+            if application.worker is not None and not application.worker.wait_ready(60):
+                raise RuntimeError("the work process did not start within 60 s")
             from bot.runtime import settle_heap
 
             settle_heap()  # as `serve` does once the bot is built

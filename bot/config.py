@@ -87,6 +87,12 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=3000, ge=0, le=65535)
     workers: int = Field(default=8, ge=1, le=256, description="bounded executor for work after ack")
+    work_process: bool = Field(
+        default=True, description="serve runs the work after each ack in a child process, apart from acks"
+    )
+    work_process_nice: int = Field(
+        default=10, ge=0, le=19, description="CPU niceness added to the work process, so acks come first"
+    )
 
     # --- Who may do what (deny by default) -------------------------------------------------------
     admins: StrList = Field(default_factory=list)

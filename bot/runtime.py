@@ -52,14 +52,19 @@ def serve(settings: Settings, *, role: str = "all") -> int:
         return 2
     from bot.wiring import build_application
 
-    application = build_application(settings, role=role)
+    web = role in ("web", "all")
+    # With a work process, this one only acks: the scheduler (role all) and all work live in the child.
+    split = web and settings.work_process
+    application = build_application(settings, role="web" if split else role)
+    if split:
+        application.use_work_process(scheduler=role == "all")
     handler = None
     if role in ("web", "all") and not settings.socket_mode:
         from slack_bolt.adapter.wsgi import SlackRequestHandler
 
         handler = SlackRequestHandler(application.slack_app)
     server = HttpServer(
-        make_wsgi_app(handler, ready=application.readiness),
+        make_wsgi_app(handler, ready=application.readiness, metrics=application.metrics),
         settings.host,
         settings.port,
         threads=settings.workers,

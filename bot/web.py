@@ -26,8 +26,16 @@ def _json(start_response: StartResponse, status: str, body: dict[str, Any]) -> I
     return [data]
 
 
-def make_wsgi_app(slack_handler: WSGIApplication | None, *, ready: Check | None = None) -> WSGIApplication:
-    """Route `/slack/events` to Bolt, `/healthz` (liveness) and `/readyz` (dependencies) to us."""
+def make_wsgi_app(
+    slack_handler: WSGIApplication | None,
+    *,
+    ready: Check | None = None,
+    metrics: Callable[[], bytes] | None = None,
+) -> WSGIApplication:
+    """Route `/slack/events` to Bolt, `/healthz` (liveness) and `/readyz` (dependencies) to us.
+
+    `metrics` renders `/metrics` (by default this process's registry; `serve` adds the work process's).
+    """
 
     def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
@@ -40,7 +48,7 @@ def make_wsgi_app(slack_handler: WSGIApplication | None, *, ready: Check | None 
         if path == "/metrics":
             from bot.metrics import exposition
 
-            data = exposition()
+            data = (metrics or exposition)()
             start_response(
                 "200 OK", [("Content-Type", "text/plain; version=0.0.4"), ("Content-Length", str(len(data)))]
             )

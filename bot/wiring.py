@@ -113,6 +113,8 @@ class Application:
     slack_app: Any  # slack_bolt.App
     role: str = "all"
     scheduled: Any = None  # bot.scheduler.runtime.ScheduledServices
+    slack: Any = None  # bot.slack.app.SlackBot: its work kinds and hand-off
+    worker: Any = None  # bot.work_process.ProcessHandoff when the work runs in its own process
     background: list[Any] = field(default_factory=list)
     _slack_checked: tuple[float, str] | None = None
 
@@ -133,6 +135,9 @@ class Application:
             detail["database"] = f"unreachable: {type(exc).__name__}"
         detail["slack"] = self._slack_status()
         ok = detail["database"].startswith("ok") and detail["slack"] == "ok"
+        if self.worker is not None:
+            detail["work_process"] = "ok" if self.worker.alive() else "not running (restarting)"
+            ok = ok and detail["work_process"] == "ok"
         return ok, {"status": "ready" if ok else "not ready", **detail}
 
     def _slack_status(self) -> str:
@@ -149,6 +154,32 @@ class Application:
             status = f"auth.test failed: {type(exc).__name__}"
         self._slack_checked = (now, status)
         return status
+
+    def use_work_process(self, *, scheduler: bool) -> None:
+        """Send the work after each ack to a child process (`serve`); call before `start`."""
+        from bot.work_process import ProcessHandoff
+
+        self.worker = ProcessHandoff(self.settings, scheduler=scheduler)
+        self.slack.use_handoff(self.worker)
+        self.background.append(self.worker)
+
+    def drain(self, timeout: float = 30.0) -> bool:
+        """Wait for the work after every ack so far, wherever it runs; True when none is left."""
+        if self.worker is not None:
+            return bool(self.worker.drain(timeout))
+        return self.services.drain(timeout)
+
+    def metrics(self) -> bytes:
+        """This process's metrics, plus the work process's when there is one and it answers."""
+        from bot.metrics import exposition
+
+        local = exposition()
+        if self.worker is None:
+            return local
+        from bot.work_process import merge_expositions
+
+        remote = self.worker.exposition()
+        return merge_expositions(local, remote) if remote is not None else local
 
     def start(self) -> None:
         for part in self.background:
@@ -223,7 +254,7 @@ def build_application(
     from bot.slack.reminder_buttons import register_reminder_buttons
 
     scheduled = ScheduledServices.build(services, settings)
-    register_reminder_buttons(bot.app, services, scheduled.idle)
+    register_reminder_buttons(bot, services, scheduled.idle)
     reports = ReportCommands(services.deps, scheduled.reports, settings.default_timezone)
     bot.dispatcher.register("report", reports.report)
     bot.dispatcher.register("subscribe", reports.subscribe)
@@ -233,9 +264,15 @@ def build_application(
 
     for verb, handler in TrainingCommands(services.deps, scheduled.training).handlers().items():
         bot.dispatcher.register(verb, handler)
-    register_training_buttons(bot.app, services, scheduled.training)
+    register_training_buttons(bot, scheduled.training)
     application = Application(
-        settings=settings, engine=engine, services=services, slack_app=bot.app, role=role, scheduled=scheduled
+        settings=settings,
+        engine=engine,
+        services=services,
+        slack_app=bot.app,
+        role=role,
+        scheduled=scheduled,
+        slack=bot,
     )
     if role in ("scheduler", "all"):
         application.background.append(

@@ -276,8 +276,11 @@ def parse_keep_until(value: str | None) -> KeepUntil | None:
 
 
 def format_duration(delta: timedelta) -> str:
-    """`5 min`, `2 h`, `1 h 30 min`, `1 day`, for sentences."""
-    minutes = max(0, int(delta.total_seconds() // 60))
+    """`5 min`, `2 h`, `1 h 30 min`, `1 day`, for sentences; `40 s` under a minute (not `0 min`)."""
+    seconds = max(0, int(delta.total_seconds()))
+    if 0 < seconds < 60:
+        return f"{seconds} s"
+    minutes = seconds // 60
     days, rest = divmod(minutes, 24 * 60)
     hours, mins = divmod(rest, 60)
     parts = []

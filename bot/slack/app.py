@@ -1,7 +1,8 @@
 """The Bolt app factory: verification, dedup, authorisation, then listeners that ack in milliseconds.
 
 Nothing here is module-level or reconfigured per request. Listeners parse and authorise (pure, fast),
-ack, and hand the work to the services' bounded executor; answers go back through `respond`
+ack, and hand the work off as data (`bot.slack.handoff`: this process's bounded executor, or the work
+process under `serve`); answers go back through `respond`
 (private) or the Notifier (public, updated in place). Every failure becomes a short private message
 with the operation id; the stack trace goes to the log only.
 """
@@ -14,7 +15,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from slack_bolt import Ack, App, BoltContext, BoltResponse, Respond
+from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 
 from bot.config import Settings
@@ -25,6 +26,7 @@ from bot.metrics import COMMANDS
 from bot.services.container import BotServices
 from bot.services.dispatch import CommandDispatcher, Origin, Reply, config_rows
 from bot.services.ports import MessageRef
+from bot.slack.handoff import Handoff, InlineHandoff, WorkFn, WorkKinds
 from bot.views import blocks as bk
 from bot.views import operations as op_views
 from providers.errors import ProviderError, TransientError
@@ -32,6 +34,10 @@ from providers.errors import ProviderError, TransientError
 log = logging.getLogger(__name__)
 
 COMMAND = "/runctl"
+WORK_COMMAND = "command"
+WORK_APPROVE = "approve"
+WORK_DENY = "deny"
+WORK_START_BACK = "start_back"
 
 
 def _delivery_key(body: dict[str, Any]) -> str | None:
@@ -76,29 +82,38 @@ class SlackBot:
             listener_executor=ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="bolt"),
             process_before_response=False,
         )
-        self.app.middleware(self._dedup)
+        self.kinds = WorkKinds()
+        self.handoff: Handoff = InlineHandoff(services, self.kinds)
+        self.kinds.register(WORK_COMMAND, self._work_command)
+        self.kinds.register(WORK_APPROVE, self._work_decide(Decision.APPROVE))
+        self.kinds.register(WORK_DENY, self._work_decide(Decision.DENY))
+        self.kinds.register(WORK_START_BACK, self._work_start_back)
         self.app.command(COMMAND)(self._on_command)
         self.app.action(op_views.APPROVE)(self._on_approve)
         self.app.action(op_views.DENY)(self._on_deny)
         self.app.action(op_views.START_BACK)(self._on_start_back)
         self.app.error(self._on_error)
 
-    # --- middleware ------------------------------------------------------------------------------
+    # --- hand-off ------------------------------------------------------------------------------
 
-    def _dedup(
-        self, body: dict[str, Any], context: BoltContext, next: Callable[[], BoltResponse]
-    ) -> BoltResponse:
-        """Note the delivery's key; the work claims it (off the ack path) before doing anything.
+    def use_handoff(self, handoff: Handoff) -> None:
+        """Send the work elsewhere (the work process); kinds stay registered for the inline path."""
+        self.handoff = handoff
 
-        A redelivery (X-Slack-Retry-Num) is acked like the first one, but its work finds the key taken
-        in the database, across every bot process, and does nothing.
-        """
-        key = _delivery_key(body)
-        if key is not None:
-            context["delivery_key"] = key
-        return next()
+    def hand_off(self, kind: str, body: dict[str, Any], respond: Respond) -> None:
+        self.handoff.put(kind, body, respond)
+
+    def register_work(self, kind: str, work: WorkFn) -> None:
+        self.kinds.register(kind, work)
+
+    # --- delivery dedup --------------------------------------------------------------------------
 
     def _first_delivery(self, key: str | None) -> bool:
+        """Claim the delivery in the database, in the work rather than before the ack.
+
+        A redelivery (X-Slack-Retry-Num) is acked like the first one, but its work finds the key taken,
+        across every bot process, and does nothing.
+        """
         if key is None:
             return True
         if self.services.deps.repos.deliveries.claim(key, self.services.deps.clock.now()):
@@ -108,14 +123,14 @@ class SlackBot:
 
     # --- slash command ---------------------------------------------------------------------------
 
-    def _on_command(self, ack: Ack, command: dict[str, Any], respond: Respond, context: BoltContext) -> None:
+    def _judge(self, command: dict[str, Any]) -> cmds.Command | str:
+        """The parsed command when it may run, else the private answer that refuses or helps."""
         user = str(command.get("user_id", ""))
         channel = command.get("channel_id")
         parsed = cmds.parse(str(command.get("text", "")), self.services.deps.clock.now())
         if isinstance(parsed, cmds.ParseError):
             COMMANDS.labels(parsed.verb or "unknown", "parse_error").inc()
-            ack(response_type="ephemeral", text=parsed.render())
-            return
+            return parsed.render()
         roles = self.services.deps.roles
         gate = roles.check_channel(channel)
         if gate.allowed:
@@ -124,21 +139,36 @@ class SlackBot:
             )
         if not gate.allowed:
             COMMANDS.labels(parsed.verb, "denied").inc()
-            ack(response_type="ephemeral", text=f":no_entry: {gate.reason}")
             self.services.auditor.event(
                 user, f"request:{parsed.verb}", "denied", detail={"reason": gate.reason}
             )
-            return
+            return f":no_entry: {gate.reason}"
         if isinstance(parsed, cmds.HelpCommand):
             COMMANDS.labels("help", "ok").inc()
-            ack(response_type="ephemeral", text=cmds.help_text(parsed.topic))
+            return cmds.help_text(parsed.topic)
+        return parsed
+
+    def _on_command(self, ack: Ack, command: dict[str, Any], respond: Respond) -> None:
+        judged = self._judge(command)
+        if isinstance(judged, str):
+            ack(response_type="ephemeral", text=judged)
             return
-        key = context.get("delivery_key")
-        origin = Origin(user, channel, _operation_id(key) if key else None)
         # Queued before the ack returns, so the work is accounted for (drain, shutdown) the moment Slack
         # hears back; queueing takes microseconds.
-        self.services.submit(self._run, parsed, origin, respond, key)
+        self.hand_off(WORK_COMMAND, command, respond)
         ack()
+
+    def _work_command(self, command: dict[str, Any], respond: Respond) -> None:
+        """The command's work, from the payload alone (it may run in another process than the ack)."""
+        parsed = cmds.parse(str(command.get("text", "")), self.services.deps.clock.now())
+        if isinstance(parsed, cmds.ParseError | cmds.HelpCommand):
+            log.error("a command that was acked as work no longer parses as work: %r", command.get("text"))
+            return
+        key = _delivery_key(command)
+        origin = Origin(
+            str(command.get("user_id", "")), command.get("channel_id"), _operation_id(key) if key else None
+        )
+        self._run(parsed, origin, respond, key)
 
     def _run(self, parsed: cmds.Command, origin: Origin, respond: Respond, key: str | None = None) -> None:
         with log_context(
@@ -202,11 +232,18 @@ class SlackBot:
 
     # --- buttons ---------------------------------------------------------------------------------
 
-    def _decide(self, ack: Ack, body: dict[str, Any], respond: Respond, decision: Decision) -> None:
-        user = str(body.get("user", {}).get("id", ""))
-        approval_id = str(body.get("actions", [{}])[0].get("value", ""))
+    def _on_approve(self, ack: Ack, body: dict[str, Any], respond: Respond) -> None:
+        self.hand_off(WORK_APPROVE, body, respond)
+        ack()
 
-        def work() -> None:
+    def _on_deny(self, ack: Ack, body: dict[str, Any], respond: Respond) -> None:
+        self.hand_off(WORK_DENY, body, respond)
+        ack()
+
+    def _work_decide(self, decision: Decision) -> WorkFn:
+        def work(body: dict[str, Any], respond: Respond) -> None:
+            user = str(body.get("user", {}).get("id", ""))
+            approval_id = str(body.get("actions", [{}])[0].get("value", ""))
             try:
                 result = self.services.approvals.decide(approval_id, user, decision)
             except Exception:
@@ -217,24 +254,21 @@ class SlackBot:
             if result.ephemeral:
                 self._safe_respond(respond, Reply(result.ephemeral))
 
-        self.services.submit(work)
-        ack()
-
-    def _on_approve(self, ack: Ack, body: dict[str, Any], respond: Respond) -> None:
-        self._decide(ack, body, respond, Decision.APPROVE)
-
-    def _on_deny(self, ack: Ack, body: dict[str, Any], respond: Respond) -> None:
-        self._decide(ack, body, respond, Decision.DENY)
+        return work
 
     def _on_start_back(self, ack: Ack, body: dict[str, Any], respond: Respond) -> None:
         user = str(body.get("user", {}).get("id", ""))
-        channel = (body.get("channel") or {}).get("id")
         gate = self.services.deps.roles.check_verb(user, "start")
         if not gate.allowed:
             ack()
             self._safe_respond(respond, Reply(f":no_entry: {gate.reason}"))
             return
+        self.hand_off(WORK_START_BACK, body, respond)
         ack()
+
+    def _work_start_back(self, body: dict[str, Any], respond: Respond) -> None:
+        user = str(body.get("user", {}).get("id", ""))
+        channel = (body.get("channel") or {}).get("id")
         ids = [i for i in str(body.get("actions", [{}])[0].get("value", "")).split(",") if i]
         origin = Origin(user, channel)
         message = body.get("message") or {}
@@ -250,7 +284,7 @@ class SlackBot:
                 stop_blocks=list(message.get("blocks") or []),
             )
 
-        self.services.submit(self._run_button, work, respond)
+        self._run_button(work, respond)
 
     def _run_button(self, work: Callable[[], Reply], respond: Respond) -> None:
         try:

@@ -5,34 +5,36 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from slack_bolt import Ack, App, Respond
+from slack_bolt import Ack, Respond
 
-from bot.services.container import BotServices
 from bot.services.training import TrainingService
+from bot.slack.app import SlackBot
 from bot.views import training as views
 
 log = logging.getLogger(__name__)
 
+WORK_RESUME = "training:resume"
 
-def register_training_buttons(app: App, services: BotServices, training: TrainingService) -> None:
-    def resume(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
+
+def register_training_buttons(bot: SlackBot, training: TrainingService) -> None:
+    def work(body: dict[str, Any], respond: Respond) -> None:
         user = str(body.get("user", {}).get("id", ""))
         job_id = str(body.get("actions", [{}])[0].get("value", ""))
-
-        def run() -> None:
+        try:
+            outcome = training.resume_button(job_id, user)
+            text = None if outcome.message is not None and outcome.ok else outcome.text
+        except Exception:
+            log.exception("resume of %s by %s failed", job_id, user)
+            text = ":x: The resume failed unexpectedly; nothing more was done."
+        if text:
             try:
-                outcome = training.resume_button(job_id, user)
-                text = None if outcome.message is not None and outcome.ok else outcome.text
+                respond(text=text, response_type="ephemeral", replace_original=False)
             except Exception:
-                log.exception("resume of %s by %s failed", job_id, user)
-                text = ":x: The resume failed unexpectedly; nothing more was done."
-            if text:
-                try:
-                    respond(text=text, response_type="ephemeral", replace_original=False)
-                except Exception:
-                    log.exception("could not answer the resume button")
+                log.exception("could not answer the resume button")
 
-        services.submit(run)
+    def resume(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
+        bot.hand_off(WORK_RESUME, body, respond)
         ack()
 
-    app.action(views.RESUME_SPOT)(resume)
+    bot.register_work(WORK_RESUME, work)
+    bot.app.action(views.RESUME_SPOT)(resume)

@@ -97,7 +97,7 @@ class Bot:
 
     def wait_idle(self, timeout: float = 20.0) -> None:
         """Wait until every piece of work the bot accepted has finished."""
-        if not self.application.services.drain(timeout):
+        if not self.application.drain(timeout):
             raise AssertionError("the bot's work queue did not drain")
 
     # --- driving ---------------------------------------------------------------------------------
@@ -286,8 +286,14 @@ def running_bot(
     standin: SlackStandIn,
     aws: MotoServer,
     monkeypatch: Any,
+    work_process: bool = False,
     **extra: str,
 ) -> Iterator[Bot]:
+    """The bot on 127.0.0.1; `work_process=True` runs the work after each ack in a child, as `serve` does.
+
+    The child builds its own provider and clock from the settings, so a test using it cannot move the
+    bot's clock or count AWS calls in-process: it asserts on the stand-in, moto and the database.
+    """
     for name, value in bot_settings(tmp_path / "bot.db", standin, aws, **extra).items():
         monkeypatch.setenv(name, value)
     settings = load_settings()
@@ -303,6 +309,8 @@ def running_bot(
     application = build_application(
         settings, clock=clock, provider=provider, slack_retry_handlers=fast_retry_handlers()
     )
+    if work_process:
+        application.use_work_process(scheduler=False)
     server = HttpServer(
         make_wsgi_app(SlackRequestHandler(application.slack_app), ready=application.readiness),
         "127.0.0.1",
@@ -314,6 +322,8 @@ def running_bot(
     thread = threading.Thread(target=server.serve_forever, kwargs={"handle_signals": False}, daemon=True)
     thread.start()
     application.start()
+    if application.worker is not None and not application.worker.wait_ready(60):
+        raise AssertionError("the work process did not start")
     try:
         yield Bot(standin, aws, application, server, clock, calls, settings, faults)
     finally:

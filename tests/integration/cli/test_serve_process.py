@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -36,6 +37,20 @@ def _wait_healthy(port: int, proc: subprocess.Popen[str], timeout: float = 20.0)
         except (urllib.error.URLError, ConnectionError):
             time.sleep(0.05)
     raise AssertionError("serve did not answer /healthz in time")
+
+
+def _wait_ready(port: int, timeout: float = 30.0) -> dict[str, str]:
+    """`/readyz` once the work process has started (it is spawned after the web side answers)."""
+    deadline = time.monotonic() + timeout
+    detail: dict[str, str] = {}
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as response:
+                return dict(json.loads(response.read()))
+        except urllib.error.HTTPError as exc:
+            detail = dict(json.loads(exc.read()))
+            time.sleep(0.1)
+    raise AssertionError(f"serve never became ready: {detail}")
 
 
 def test_serve_refuses_an_unmigrated_database(tmp_path: Path) -> None:
@@ -94,20 +109,121 @@ def test_serve_answers_signed_help_refuses_forged_and_stops_on_sigterm(
         )
         assert deliver(url, stale.body, stale.headers).status == 401
 
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as response:
-            ready = json.loads(response.read())
-        assert ready == {"status": "ready", "database": "ok", "slack": "ok"}
+        assert _wait_ready(port) == {"status": "ready", "database": "ok", "slack": "ok", "work_process": "ok"}
+
+        # Work after the ack runs in the work process: the list is answered through its response_url,
+        # which needs the cloud (moto) and the database from the child.
+        listing = slash_command_request(
+            standin, command="/runctl", text="list", user=BOB.id, channel=FLEET.id
+        )
+        acked = deliver(url, listing.body, listing.headers)
+        assert acked.status == 200 and acked.text == ""
+        posts = standin.wait_for(
+            lambda: standin.response_posts(listing.response_url_id), timeout=20, description="list answer"
+        )
+        assert "No machines" in json.dumps(posts[0].payload) or "machines" in json.dumps(posts[0].payload)
+
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
             metrics = response.read().decode()
-        # the help, the forged and the stale request
-        assert "runctl_slack_request_seconds_count 3.0" in metrics
-        assert "runctl_provider_calls_total" in metrics
+        # the help, the forged, the stale request and the list: timed in the web process
+        assert "runctl_slack_request_seconds_count 4.0" in metrics
+        # counted in the work process, merged into the one /metrics
+        assert 'runctl_commands_total{outcome="ok",verb="list"} 1.0' in metrics
+        assert 'runctl_commands_total{outcome="ok",verb="help"} 1.0' in metrics
+        assert 'runctl_provider_calls_total{action="ec2:DescribeInstances",outcome="ok"}' in metrics
 
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0
         _, err = proc.communicate(timeout=5)
         assert "stopped cleanly" in err
         assert standin.bot_token not in err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def _work_process_pid(parent: int) -> int:
+    """The spawned work process among serve's children (not multiprocessing's resource tracker)."""
+    for task in Path(f"/proc/{parent}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            cmdline = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ")
+            if b"spawn_main" in cmdline and b"resource_tracker" not in cmdline:
+                return int(child)
+    raise AssertionError(f"serve ({parent}) has no work process")
+
+
+def test_a_crashed_work_process_is_restarted_and_the_interrupted_user_is_told(
+    tmp_path: Path, standin: SlackStandIn, aws: MotoServer
+) -> None:
+    port = _free_port()
+    env = base_env(
+        tmp_path,
+        {
+            "SLACK_BOT_TOKEN": standin.bot_token,
+            "SLACK_SIGNING_SECRET": standin.signing_secret,
+            "RUNCTL_SLACK_API_URL": standin.api_url,
+            "RUNCTL_PORT": str(port),
+            "RUNCTL_HOST": "127.0.0.1",
+            "RUNCTL_USERS": BOB.id,
+            "RUNCTL_TEAM_CHANNEL": FLEET.id,
+            **moto_env(aws),
+        },
+    )
+    assert run_cli(["migrate"], env).returncode == 0
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bot", "serve"],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _wait_healthy(port, proc)
+        assert _wait_ready(port)["work_process"] == "ok"
+        url = f"http://127.0.0.1:{port}/slack/events"
+        first = _work_process_pid(proc.pid)
+        # The work process yields the CPU to the acks (RUNCTL_WORK_PROCESS_NICE, default 10).
+        assert os.getpriority(os.PRIO_PROCESS, first) - os.getpriority(os.PRIO_PROCESS, proc.pid) == 10
+
+        # A create whose work hangs inside Slack (the stand-in holds its first post for a minute): the
+        # work has started when the work process is killed.
+        standin.delay_next("chat.postMessage", 60)
+        create = slash_command_request(
+            standin, command="/runctl", text="create t3.micro", user=BOB.id, channel=FLEET.id
+        )
+        assert deliver(url, create.body, create.headers).status == 200
+        standin.wait_for(lambda: standin.calls("chat.postMessage"), timeout=20, description="create's post")
+        os.kill(first, signal.SIGKILL)
+
+        told = standin.wait_for(
+            lambda: [
+                p
+                for p in standin.response_posts(create.response_url_id)
+                if "restarted" in json.dumps(p.payload)
+            ],
+            timeout=20,
+            description="the interrupted notice",
+        )
+        assert len(told) == 1
+        assert _wait_ready(port)["work_process"] == "ok"
+        assert _work_process_pid(proc.pid) != first
+
+        # The new work process does the next piece of work.
+        listing = slash_command_request(
+            standin, command="/runctl", text="list", user=BOB.id, channel=FLEET.id
+        )
+        assert deliver(url, listing.body, listing.headers).status == 200
+        standin.wait_for(
+            lambda: standin.response_posts(listing.response_url_id), timeout=20, description="list answer"
+        )
+
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+        _, err = proc.communicate(timeout=5)
+        assert "work process exited unexpectedly" in err
+        assert "stopped cleanly" in err
     finally:
         if proc.poll() is None:
             proc.kill()

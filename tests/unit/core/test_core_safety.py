@@ -454,6 +454,7 @@ def test_actor_roles() -> None:
     ("delta", "text"),
     [
         (timedelta(0), "0 min"),
+        (timedelta(seconds=40), "40 s"),
         (timedelta(minutes=5), "5 min"),
         (timedelta(hours=2), "2 h"),
         (timedelta(hours=1, minutes=30), "1 h 30 min"),
