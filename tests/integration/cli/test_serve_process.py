@@ -11,6 +11,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from bot.slack.standin import SlackStandIn
@@ -53,17 +55,11 @@ def _wait_ready(port: int, timeout: float = 30.0) -> dict[str, str]:
     raise AssertionError(f"serve never became ready: {detail}")
 
 
-def test_serve_refuses_an_unmigrated_database(tmp_path: Path) -> None:
-    env = base_env(tmp_path, {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "x"})
-    result = run_cli(["serve"], env)
-    assert result.returncode == 2
-    assert "run `runctl-bot migrate` first" in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
-
-
-def test_serve_answers_signed_help_refuses_forged_and_stops_on_sigterm(
+@contextmanager
+def _serving(
     tmp_path: Path, standin: SlackStandIn, aws: MotoServer
-) -> None:
+) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """`runctl-bot serve` as a real process on a free port, against the stand-in and moto."""
     port = _free_port()
     env = base_env(
         tmp_path,
@@ -74,6 +70,7 @@ def test_serve_answers_signed_help_refuses_forged_and_stops_on_sigterm(
             "RUNCTL_PORT": str(port),
             "RUNCTL_HOST": "127.0.0.1",
             "RUNCTL_USERS": BOB.id,
+            "RUNCTL_TEAM_CHANNEL": FLEET.id,
             **moto_env(aws),
         },
     )
@@ -87,6 +84,25 @@ def test_serve_answers_signed_help_refuses_forged_and_stops_on_sigterm(
         text=True,
     )
     try:
+        yield proc, port
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_serve_refuses_an_unmigrated_database(tmp_path: Path) -> None:
+    env = base_env(tmp_path, {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "x"})
+    result = run_cli(["serve"], env)
+    assert result.returncode == 2
+    assert "run `runctl-bot migrate` first" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_serve_answers_signed_help_refuses_forged_and_stops_on_sigterm(
+    tmp_path: Path, standin: SlackStandIn, aws: MotoServer
+) -> None:
+    with _serving(tmp_path, standin, aws) as (proc, port):
         assert _wait_healthy(port, proc) == {"status": "ok"}
         url = f"http://127.0.0.1:{port}/slack/events"
 
@@ -137,10 +153,6 @@ def test_serve_answers_signed_help_refuses_forged_and_stops_on_sigterm(
         _, err = proc.communicate(timeout=5)
         assert "stopped cleanly" in err
         assert standin.bot_token not in err
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 def _work_process_pid(parent: int) -> int:
@@ -156,30 +168,7 @@ def _work_process_pid(parent: int) -> int:
 def test_a_crashed_work_process_is_restarted_and_the_interrupted_user_is_told(
     tmp_path: Path, standin: SlackStandIn, aws: MotoServer
 ) -> None:
-    port = _free_port()
-    env = base_env(
-        tmp_path,
-        {
-            "SLACK_BOT_TOKEN": standin.bot_token,
-            "SLACK_SIGNING_SECRET": standin.signing_secret,
-            "RUNCTL_SLACK_API_URL": standin.api_url,
-            "RUNCTL_PORT": str(port),
-            "RUNCTL_HOST": "127.0.0.1",
-            "RUNCTL_USERS": BOB.id,
-            "RUNCTL_TEAM_CHANNEL": FLEET.id,
-            **moto_env(aws),
-        },
-    )
-    assert run_cli(["migrate"], env).returncode == 0
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bot", "serve"],
-        env=env,
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
+    with _serving(tmp_path, standin, aws) as (proc, port):
         _wait_healthy(port, proc)
         assert _wait_ready(port)["work_process"] == "ok"
         url = f"http://127.0.0.1:{port}/slack/events"
@@ -224,7 +213,3 @@ def test_a_crashed_work_process_is_restarted_and_the_interrupted_user_is_told(
         _, err = proc.communicate(timeout=5)
         assert "work process exited unexpectedly" in err
         assert "stopped cleanly" in err
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
