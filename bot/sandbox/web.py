@@ -30,12 +30,12 @@ from functools import cache
 from http import HTTPStatus
 from importlib import resources
 from socketserver import ThreadingMixIn
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, quote, urlsplit
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 from bot.core.commands import VERBS, VerbSpec
+from bot.local_server import LocalServer
 from bot.sandbox.users import DEMO_PEOPLE, DemoPerson
 from bot.slack.standin import Channel, Ephemeral, Message, SlackStandIn, StoredFile, User
 from bot.slack.standin.delivery import (
@@ -634,11 +634,14 @@ class _QuietHandler(WSGIRequestHandler):
         log.debug("%s %s", self.address_string(), format % args)
 
 
-class SandboxWeb:
+class SandboxWeb(LocalServer):
     """Serves :class:`SandboxApp` on 127.0.0.1 (a thread per request, so long polls don't queue).
 
     ``port=0`` picks a free port; :attr:`url` says which. Only loopback addresses may be bound.
     """
+
+    label = "sandbox page"
+    poll_interval = 0.1
 
     def __init__(
         self,
@@ -657,8 +660,7 @@ class SandboxWeb:
     ) -> None:
         if host not in BIND_HOSTS:
             raise ValueError(f"the sandbox only listens on loopback addresses, not {host!r}")
-        self.host = host
-        self._requested_port = port
+        super().__init__(host, port)
         self.app = SandboxApp(
             standin,
             bot_url,
@@ -670,53 +672,11 @@ class SandboxWeb:
             ack_timeout=ack_timeout,
             max_wait=max_wait,
         )
-        self._server: _ThreadingServer | None = None
-        self._thread: threading.Thread | None = None
-        self._stopped = False
 
-    def start(self) -> Self:
-        if self._stopped:
-            raise RuntimeError("a stopped SandboxWeb cannot be restarted; create a new one")
-        if self._server is not None:
-            return self
+    def _make_server(self) -> _ThreadingServer:
         server = _ThreadingServer((self.host, self._requested_port), _QuietHandler)
         server.set_app(self.app)
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="sandbox-web", daemon=True
-        )
-        self._thread.start()
-        log.info("sandbox page on %s", self.url)
-        return self
+        return server
 
-    def stop(self) -> None:
-        """Release pending long polls, stop accepting, and wait for the serving thread."""
-        if self._server is None or self._stopped:
-            return
-        self._stopped = True
+    def _before_stop(self) -> None:
         self.app.close()
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError("the sandbox page is not started")
-        return int(self._server.server_address[1])
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"

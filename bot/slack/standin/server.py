@@ -23,9 +23,10 @@ from datetime import datetime
 from email.parser import BytesParser
 from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
+
+from bot.local_server import LocalServer
 
 from .api import ApiError, ApiResult, Params, WebApi
 from .faults import DEFAULT_ERRORS, Fault, FaultPlan, RateLimiter
@@ -197,7 +198,7 @@ class _Handler(BaseHTTPRequestHandler):
             logger.debug("connection already gone while dropping it")
 
 
-class SlackStandIn:
+class SlackStandIn(LocalServer):
     """A local, strict, stateful Slack for the bot's real ``slack_sdk`` clients.
 
     Thread-safe; start it, point ``WebClient(base_url=standin.api_url, token=standin.bot_token)``
@@ -208,6 +209,8 @@ class SlackStandIn:
     expiry (inject a fake to simulate a long outage without sleeping); rate limiting always uses
     real monotonic time because slack_sdk's retry handler sleeps in real time.
     """
+
+    label = "Slack stand-in"
 
     def __init__(
         self,
@@ -231,8 +234,7 @@ class SlackStandIn:
             raise ValueError("bot_token must be a bot token (xoxb-…)")
         if not app_token.startswith("xapp-"):
             raise ValueError("app_token must be an app-level token (xapp-…)")
-        self.host = host
-        self._requested_port = port
+        super().__init__(host, port)
         self.bot_token = bot_token
         self.app_token = app_token
         self.signing_secret = signing_secret
@@ -258,60 +260,18 @@ class SlackStandIn:
             response_url_max_uses=response_url_max_uses,
             response_url_ttl=response_url_ttl,
         )
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
-        self._stopped = False
 
     # -- lifecycle ----------------------------------------------------------------------------
 
-    def start(self) -> Self:
-        if self._server is not None:
-            return self
-        if self._stopped:
-            raise RuntimeError("a stopped SlackStandIn cannot be restarted; create a new one")
+    def _make_server(self) -> _Server:
         server = _Server((self.host, self._requested_port), _Handler)
         server.standin = self
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="slack-standin", daemon=True
-        )
-        self._thread.start()
-        logger.info("Slack stand-in listening on %s", self.url)
-        return self
+        return server
 
-    def stop(self) -> None:
-        if self._server is None or self._stopped:
-            return
-        self._stopped = True
+    def _before_stop(self) -> None:
         self._stopping.set()
         self._hub.close_all()
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError("the stand-in is not started")
-        return int(self._server.server_address[1])
-
-    @property
-    def url(self) -> str:
-        """``http://127.0.0.1:<port>``; the Web API lives under ``/api/``."""
-        return f"http://{self.host}:{self.port}"
 
     @property
     def api_url(self) -> str:
