@@ -42,6 +42,8 @@ INTERRUPTED = (
     "half done. Check with `/runctl status` or `/runctl list` before you try again."
 )
 
+MAX_RESTART_DELAY = 30.0
+
 
 @dataclass
 class _Item:
@@ -69,6 +71,7 @@ class ProcessHandoff:
         self._process: Any = None  # multiprocessing.context.SpawnProcess
         self._threads: list[threading.Thread] = []
         self.restarts = 0
+        self._failed_starts = 0
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -217,6 +220,8 @@ class ProcessHandoff:
         if process is not None:
             process.join(5)
         code = process.exitcode if process is not None else None
+        # A child that dies before it is ready (bad config, database down) is retried ever more slowly.
+        self._failed_starts = 0 if self._ready.is_set() else self._failed_starts + 1
         if self._conn is not None:
             self._conn.close()
         with self._lock:
@@ -232,7 +237,7 @@ class ProcessHandoff:
         for _, item in lost:
             _tell_interrupted(item)
         self.restarts += 1
-        time.sleep(self.restart_delay)
+        time.sleep(min(MAX_RESTART_DELAY, self.restart_delay * 2**self._failed_starts))
         self._spawn()
 
 
