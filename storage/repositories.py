@@ -6,42 +6,27 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
+from storage import repos
+from storage.repos import MISSING_REASON_CODE as MISSING_REASON_CODE
 from storage.repos import (
-    MISSING_REASON_CODE,
     ApprovalRepository,
     AuditRepository,
     CleanupMarkRepository,
     DeliveryRepository,
+    HistoryRepository,
     JobRepository,
     JobRunRepository,
     LeaseRepository,
-    MarkResult,
     NoticeRepository,
     OperationRepository,
     PriceCacheRepository,
     ResourceRepository,
     SubscriptionRepository,
-    TransitionRecord,
 )
+from storage.repos import TransitionRecord as TransitionRecord
 
-__all__ = [
-    "MISSING_REASON_CODE",
-    "ApprovalRepository",
-    "AuditRepository",
-    "CleanupMarkRepository",
-    "DeliveryRepository",
-    "JobRepository",
-    "JobRunRepository",
-    "LeaseRepository",
-    "MarkResult",
-    "NoticeRepository",
-    "OperationRepository",
-    "PriceCacheRepository",
-    "Repositories",
-    "ResourceRepository",
-    "SubscriptionRepository",
-    "TransitionRecord",
-]
+# Everything `storage.repos` exports, plus the bundle.
+__all__ = [*repos.__all__, "Repositories"]
 
 
 @dataclass(frozen=True)
@@ -58,6 +43,7 @@ class Repositories:
     leases: LeaseRepository
     job_runs: JobRunRepository
     notices: NoticeRepository
+    history: HistoryRepository
 
     @classmethod
     def from_engine(cls, engine: Engine) -> Repositories:
@@ -74,4 +60,5 @@ class Repositories:
             leases=LeaseRepository(engine),
             job_runs=JobRunRepository(engine),
             notices=NoticeRepository(engine),
+            history=HistoryRepository(engine),
         )

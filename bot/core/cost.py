@@ -14,8 +14,14 @@ Decisions:
 - Billed time with no known price is reported as `unpriced_hours`, never guessed into the dollars.
 - When a transition's price and a `PriceChange` share an instant, the `PriceChange` wins.
 - Days and months are calendar days in the given zone (UTC by default), so a DST day has 23 or 25 hours.
+  A range is cut into days once, at each local midnight from its start on, and every machine's stretches
+  are split on those cuts.
 - Savings: from each stop the bot made until the machine next starts (or is terminated, or `until`),
   hours x the price that would have been in force.
+
+Speed: reports run this over every machine's week, so each history builds its timeline (the instants where
+state or price change) once, and every range question is one bisect and one walk over it; dollars are
+summed as `Decimal` products and divided only when read (`Cost.usd`).
 """
 
 from __future__ import annotations
@@ -26,8 +32,8 @@ from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from decimal import ROUND_HALF_UP, Decimal
-from itertools import pairwise
-from typing import TypeVar
+from operator import attrgetter
+from typing import Generic, NamedTuple, TypeVar
 
 from bot.core.clock import as_utc, require_utc
 from providers.base import InstanceState, Lifecycle
@@ -40,7 +46,9 @@ _SAVING_ENDS = frozenset(
 )
 _STOPPED = frozenset({InstanceState.STOPPING, InstanceState.STOPPED})
 _MICROSECONDS_PER_HOUR = Decimal(3_600_000_000)
+_MICROSECOND = timedelta(microseconds=1)
 ZERO = Decimal(0)
+_AT = attrgetter("at")
 
 
 def usd(value: Decimal | float | int | str) -> Decimal:
@@ -60,7 +68,7 @@ def hours_between(start: datetime, end: datetime) -> Decimal:
     """Exact hours (to the microsecond) from `start` to `end`; zero when `end` is not after `start`."""
     if end <= start:
         return ZERO
-    return Decimal((end - start) // timedelta(microseconds=1)) / _MICROSECONDS_PER_HOUR
+    return Decimal((end - start) // _MICROSECOND) / _MICROSECONDS_PER_HOUR
 
 
 @dataclass(frozen=True)
@@ -71,9 +79,12 @@ class StateChange:
     by_bot: bool = False  # a stop the bot made, which counts towards savings
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "at", as_utc(self.at))
-        if self.hourly_usd is not None:
-            object.__setattr__(self, "hourly_usd", usd(self.hourly_usd))
+        # Histories are built by the ten thousand for a report: skip the work when there is none to do.
+        if self.at.tzinfo is not UTC:
+            object.__setattr__(self, "at", as_utc(self.at))
+        price = self.hourly_usd
+        if price is not None and (type(price) is not Decimal or not price.is_finite()):
+            object.__setattr__(self, "hourly_usd", usd(price))
 
 
 @dataclass(frozen=True)
@@ -86,6 +97,83 @@ class PriceChange:
         object.__setattr__(self, "hourly_usd", usd(self.hourly_usd))
 
 
+_Piece = tuple[datetime, datetime, InstanceState | None, Decimal | None]
+
+
+class _Timeline(NamedTuple):
+    """Each instant (strictly increasing) where the state or the price changes, with both as in force
+    from then on; before the first instant, `before`.
+
+    Instants and prices are tuples of plain values, which the garbage collector stops tracking: reports
+    build timelines by the ten thousand.
+    """
+
+    ats: tuple[datetime, ...]
+    states: tuple[InstanceState | None, ...]
+    prices: tuple[Decimal | None, ...]
+    before: InstanceState | None = None
+
+    @classmethod
+    def of(cls, changes: Sequence[StateChange], prices: Sequence[PriceChange]) -> _Timeline:
+        # Changes before price changes, then a stable sort by time: at a shared instant a price change
+        # comes last, so it wins, and of several changes at one instant the last one holds.
+        events: Sequence[StateChange | PriceChange] = changes
+        if prices:
+            events = sorted((*changes, *prices), key=_AT)
+        ats: list[datetime] = []
+        states: list[InstanceState | None] = []
+        amounts: list[Decimal | None] = []
+        state: InstanceState | None = None
+        price: Decimal | None = None
+        for event in events:
+            if isinstance(event, StateChange):
+                if event.state is not InstanceState.UNKNOWN:
+                    state = event.state
+                elif event.hourly_usd is None:
+                    continue  # learnt nothing: the last known state carries on
+                if event.hourly_usd is not None:
+                    price = event.hourly_usd
+            else:
+                price = event.hourly_usd
+            if ats and ats[-1] == event.at:
+                states[-1], amounts[-1] = state, price
+            else:
+                ats.append(event.at)
+                states.append(state)
+                amounts.append(price)
+        return cls(tuple(ats), tuple(states), tuple(amounts))
+
+    def as_running(self) -> _Timeline:
+        """The same prices with the machine running throughout (what a stopped stretch would have cost)."""
+        running = InstanceState.RUNNING
+        return _Timeline(self.ats, (running,) * len(self.ats), self.prices, running)
+
+    def at(self, when: datetime) -> tuple[InstanceState | None, Decimal | None]:
+        i = bisect_right(self.ats, when) - 1
+        return (self.states[i], self.prices[i]) if i >= 0 else (self.before, None)
+
+    def walk(self, since: datetime, until: datetime) -> list[_Piece]:
+        """`[since, until)` cut where state or price changes; equal neighbours make one piece (which takes
+        the later of two equal prices)."""
+        ats, states, prices = self.ats, self.states, self.prices
+        i = bisect_right(ats, since) - 1
+        state, price = (states[i], prices[i]) if i >= 0 else (self.before, None)
+        pieces: list[_Piece] = []
+        start = since
+        for j in range(i + 1, len(ats)):
+            at = ats[j]
+            if at >= until:
+                break
+            next_state, next_price = states[j], prices[j]
+            if next_state != state or next_price != price:
+                pieces.append((start, at, state, price))
+                start = at
+            state, price = next_state, next_price
+        if start < until:
+            pieces.append((start, until, state, price))
+        return pieces
+
+
 @dataclass(frozen=True)
 class InstanceHistory:
     instance_id: str
@@ -94,23 +182,15 @@ class InstanceHistory:
     owner: str | None = None
     project: str | None = None
     lifecycle: Lifecycle = Lifecycle.ON_DEMAND
+    # Built once from the two above, so each question about a range is one bisect and one walk.
+    _timeline: _Timeline = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "changes", tuple(sorted(self.changes, key=lambda c: c.at)))
-        object.__setattr__(self, "prices", tuple(sorted(self.prices, key=lambda p: p.at)))
-
-    def _price_points(self) -> list[tuple[datetime, Decimal]]:
-        points = [(c.at, c.hourly_usd) for c in self.changes if c.hourly_usd is not None]
-        points += [(p.at, p.hourly_usd) for p in self.prices]
-        return sorted(points, key=lambda p: p[0])  # stable: price changes win ties
-
-    def _state_points(self) -> list[tuple[datetime, InstanceState]]:
-        points: list[tuple[datetime, InstanceState]] = []
-        for change in self.changes:
-            if change.state is InstanceState.UNKNOWN:
-                continue  # learnt nothing: the last known state carries on
-            points.append((change.at, change.state))
-        return points
+        changes = tuple(sorted(self.changes, key=_AT))
+        prices = tuple(sorted(self.prices, key=_AT))
+        object.__setattr__(self, "changes", changes)
+        object.__setattr__(self, "prices", prices)
+        object.__setattr__(self, "_timeline", _Timeline.of(changes, prices))
 
 
 @dataclass(frozen=True)
@@ -156,11 +236,6 @@ class Cost:
         )
 
 
-def _last_at(points: Sequence[tuple[datetime, object]], when: datetime) -> int:
-    """Index of the last point at or before `when` (points sorted by time), or -1."""
-    return bisect_right(points, when, key=lambda p: p[0]) - 1
-
-
 def _check_range(since: datetime, until: datetime) -> tuple[datetime, datetime]:
     since, until = require_utc(since, "since"), require_utc(until, "until")
     if until < since:
@@ -171,28 +246,25 @@ def _check_range(since: datetime, until: datetime) -> tuple[datetime, datetime]:
 def segments(history: InstanceHistory, since: datetime, until: datetime) -> list[Segment]:
     """The history cut into stretches of constant state and price within `[since, until)`."""
     since, until = _check_range(since, until)
-    states, prices = history._state_points(), history._price_points()
-    inner = {at for at, _ in states if since < at < until} | {at for at, _ in prices if since < at < until}
-    cuts = sorted({since, until} | inner)
-    out: list[Segment] = []
-    for start, end in pairwise(cuts):
-        si, pi = _last_at(states, start), _last_at(prices, start)
-        state = states[si][1] if si >= 0 else None
-        price = prices[pi][1] if pi >= 0 else None
-        if out and out[-1].state == state and out[-1].hourly_usd == price and out[-1].end == start:
-            out[-1] = Segment(out[-1].start, end, state, price)
+    return [
+        Segment(start, end, state, price) for start, end, state, price in history._timeline.walk(since, until)
+    ]
+
+
+def _billed(
+    timeline: _Timeline, since: datetime, until: datetime, billed_states: frozenset[InstanceState]
+) -> Cost:
+    price_micro, running, unpriced = ZERO, 0, 0
+    for start, end, state, price in timeline.walk(since, until):
+        if state not in billed_states:
+            continue
+        micro = (end - start) // _MICROSECOND
+        running += micro
+        if price is None:
+            unpriced += micro
         else:
-            out.append(Segment(start, end, state, price))
-    return out
-
-
-def _cost_of(segment: Segment, billed_states: frozenset[InstanceState]) -> Cost:
-    if segment.state not in billed_states or segment.end <= segment.start:
-        return Cost()
-    micro = (segment.end - segment.start) // timedelta(microseconds=1)
-    if segment.hourly_usd is None:
-        return Cost(ZERO, micro, micro)
-    return Cost(segment.hourly_usd * micro, micro, 0)
+            price_micro += price * micro
+    return Cost(price_micro, running, unpriced)
 
 
 def instance_cost(
@@ -202,26 +274,70 @@ def instance_cost(
     *,
     billed_states: frozenset[InstanceState] = BILLED_STATES,
 ) -> Cost:
-    total = Cost()
-    for segment in segments(history, since, until):
-        total += _cost_of(segment, billed_states)
-    return total
+    since, until = _check_range(since, until)
+    return _billed(history._timeline, since, until, billed_states)
 
 
 def _local_midnight(day: date, tz: tzinfo) -> datetime:
     return datetime.combine(day, time(0), tzinfo=tz).astimezone(UTC)
 
 
-def _split_by_day(segment: Segment, tz: tzinfo) -> Iterable[tuple[date, Segment]]:
-    start = segment.start
-    while start < segment.end:
-        day = start.astimezone(tz).date()
-        boundary = _local_midnight(day + timedelta(days=1), tz)
-        if boundary <= start:  # a midnight that does not exist; take the next one
-            boundary = _local_midnight(day + timedelta(days=2), tz)
-        end = min(boundary, segment.end)
-        yield day, Segment(start, end, segment.state, segment.hourly_usd)
-        start = end
+class _Days:
+    """`[since, until)` cut at each local midnight in `tz`: piece k is `[starts[k], ends[k])` on `days[k]`."""
+
+    def __init__(self, since: datetime, until: datetime, tz: tzinfo) -> None:
+        self.starts: list[datetime] = []
+        self.ends: list[datetime] = []
+        self.days: list[date] = []
+        start = since
+        while start < until:
+            day = start.astimezone(tz).date()
+            boundary = _local_midnight(day + timedelta(days=1), tz)
+            if boundary <= start:  # a midnight that does not exist; take the next one
+                boundary = _local_midnight(day + timedelta(days=2), tz)
+            end = min(boundary, until)
+            self.starts.append(start)
+            self.ends.append(end)
+            self.days.append(day)
+            start = end  # a local midnight, so the next piece's date is a later one
+
+
+# (day, hourly price x billed microseconds, billed microseconds, unpriced microseconds)
+_DayTotal = tuple[date, Decimal, int, int]
+
+
+def _day_totals(
+    history: InstanceHistory, days: _Days, billed_states: frozenset[InstanceState]
+) -> list[_DayTotal]:
+    """One machine's billed time per day of `days`, oldest first; days it did not bill are left out."""
+    if not days.starts:
+        return []
+    starts, ends, names = days.starts, days.ends, days.days
+    count = len(starts)
+    out: list[_DayTotal] = []
+    current = -1
+    price_micro, running, unpriced = ZERO, 0, 0
+    for start, end, state, price in history._timeline.walk(starts[0], ends[-1]):
+        if state not in billed_states:
+            continue
+        k = bisect_right(starts, start) - 1
+        while k < count and starts[k] < end:
+            piece_start = start if start > starts[k] else starts[k]
+            piece_end = end if end < ends[k] else ends[k]
+            micro = (piece_end - piece_start) // _MICROSECOND
+            if k != current:
+                if current >= 0:
+                    out.append((names[current], price_micro, running, unpriced))
+                current, price_micro, running, unpriced = k, ZERO, 0, 0
+            running += micro
+            if price is None:
+                unpriced += micro
+            else:
+                price_micro += price * micro
+            k += 1
+    if current >= 0:
+        out.append((names[current], price_micro, running, unpriced))
+    return out
 
 
 @dataclass(frozen=True)
@@ -245,19 +361,82 @@ def cost_rows(
     billed_states: frozenset[InstanceState] = BILLED_STATES,
 ) -> list[CostRow]:
     """Per machine per day (in `tz`) within `[since, until)`; days that cost nothing are left out."""
+    since, until = _check_range(since, until)
+    days = _Days(since, until, tz)
     rows: list[CostRow] = []
     for history in histories:
-        by_day: dict[date, Cost] = defaultdict(Cost)
-        for segment in segments(history, since, until):
-            if segment.state not in billed_states:
-                continue
-            for day, part in _split_by_day(segment, tz):
-                by_day[day] += _cost_of(part, billed_states)
         rows.extend(
-            CostRow(history.instance_id, history.owner, history.project, history.lifecycle, day, cost)
-            for day, cost in sorted(by_day.items())
+            CostRow(
+                history.instance_id,
+                history.owner,
+                history.project,
+                history.lifecycle,
+                day,
+                Cost(price_micro, running, unpriced),
+            )
+            for day, price_micro, running, unpriced in _day_totals(history, days, billed_states)
         )
     return rows
+
+
+class DailyCosts(Generic[K]):
+    """Exact cost per (key of a machine, day in `tz`) within `[since, until)`, added one machine at a time.
+
+    A caller can stream histories through `add` and let each one go, instead of holding ten thousand at
+    once (which also kept the garbage collector busy). Sums are exact, as `aggregate` of `cost_rows` would
+    give; pairs that cost nothing are left out.
+    """
+
+    def __init__(
+        self,
+        key: Callable[[InstanceHistory], K],
+        since: datetime,
+        until: datetime,
+        *,
+        tz: tzinfo = UTC,
+        billed_states: frozenset[InstanceState] = BILLED_STATES,
+    ) -> None:
+        since, until = _check_range(since, until)
+        self._key = key
+        self._days = _Days(since, until, tz)
+        self._billed = billed_states
+        self._price_micro: dict[tuple[K, date], Decimal] = {}
+        self._running: dict[tuple[K, date], int] = {}
+        self._unpriced: dict[tuple[K, date], int] = {}
+
+    def add(self, history: InstanceHistory) -> None:
+        group = self._key(history)
+        price_micro, running, unpriced = self._price_micro, self._running, self._unpriced
+        for day, p, r, u in _day_totals(history, self._days, self._billed):
+            slot = (group, day)
+            if slot in running:
+                price_micro[slot] += p
+                running[slot] += r
+                unpriced[slot] += u
+            else:
+                price_micro[slot], running[slot], unpriced[slot] = ZERO + p, r, u
+
+    def result(self) -> dict[tuple[K, date], Cost]:
+        return {
+            slot: Cost(self._price_micro[slot], n, self._unpriced[slot]) for slot, n in self._running.items()
+        }
+
+
+def daily_cost_by(
+    histories: Iterable[InstanceHistory],
+    key: Callable[[InstanceHistory], K],
+    since: datetime,
+    until: datetime,
+    *,
+    tz: tzinfo = UTC,
+    billed_states: frozenset[InstanceState] = BILLED_STATES,
+) -> dict[tuple[K, date], Cost]:
+    """Cost per (key of the machine, day in `tz`) within `[since, until)`, without a row per machine:
+    `daily_cost_by(histories, lambda h: h.project, since, until)` (see `DailyCosts`)."""
+    costs = DailyCosts(key, since, until, tz=tz, billed_states=billed_states)
+    for history in histories:
+        costs.add(history)
+    return costs.result()
 
 
 def aggregate(rows: Iterable[CostRow], key: Callable[[CostRow], K]) -> dict[K, Cost]:
@@ -301,10 +480,9 @@ def hourly_rate_at(
     when = require_utc(when, "when")
     rate = ZERO
     for history in histories:
-        states, prices = history._state_points(), history._price_points()
-        si, pi = _last_at(states, when), _last_at(prices, when)
-        if si >= 0 and states[si][1] in billed_states and pi >= 0:
-            rate += prices[pi][1]
+        state, price = history._timeline.at(when)
+        if state in billed_states and price is not None:
+            rate += price
     return rate
 
 
@@ -356,28 +534,26 @@ def savings(histories: Iterable[InstanceHistory], since: datetime, until: dateti
     since, until = _check_range(since, until)
     out = []
     for history in histories:
-        changes = history._state_points()
-        flags = [c for c in history.changes if c.state is not InstanceState.UNKNOWN]
+        if not any(change.by_bot for change in history.changes):
+            continue
+        changes = [c for c in history.changes if c.state is not InstanceState.UNKNOWN]
+        as_running: _Timeline | None = None
         i = 0
         while i < len(changes):
-            at, state = changes[i]
-            if not (flags[i].by_bot and state in _STOPPED):
+            at, state = changes[i].at, changes[i].state
+            if not (changes[i].by_bot and state in _STOPPED):
                 i += 1
                 continue
             j = i + 1
-            while j < len(changes) and changes[j][1] not in _SAVING_ENDS:
+            while j < len(changes) and changes[j].state not in _SAVING_ENDS:
                 j += 1
-            resumed = changes[j][0] if j < len(changes) else None
+            resumed = changes[j].at if j < len(changes) else None
             end = min(resumed, until) if resumed is not None else until
             window_start, window_end = max(at, since), min(end, until)
             cost = Cost()
             if window_start < window_end:
-                as_running = InstanceHistory(
-                    history.instance_id,
-                    (StateChange(window_start, InstanceState.RUNNING),),
-                    tuple(PriceChange(p_at, price) for p_at, price in history._price_points()),
-                )
-                cost = instance_cost(as_running, window_start, window_end)
+                as_running = as_running or history._timeline.as_running()
+                cost = _billed(as_running, window_start, window_end, BILLED_STATES)
             if window_start < window_end or since <= at < until:
                 out.append(
                     Saving(

@@ -7,7 +7,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 from bot.core import cost as costmath
-from bot.services.costs import histories
+from bot.services.costs import histories, history_reads
 from bot.services.deps import ServiceDeps
 from bot.views.common import money
 from providers.base import InstanceState
@@ -36,6 +36,7 @@ class CostAlertService:
     def __init__(self, deps: ServiceDeps, thresholds: AlertThresholds) -> None:
         self._deps = deps
         self._t = thresholds
+        self._history = history_reads(deps)
 
     def _send_once(self, key: str, user: str | None, text: str, *, team: bool = False) -> bool:
         repos, notifier = self._deps.repos, self._deps.notifier
@@ -55,12 +56,12 @@ class CostAlertService:
     def run(self) -> list[str]:
         deps, t = self._deps, self._t
         now = deps.clock.now()
-        rows = [r for r in deps.repos.resources.list_open() if r.managed]
+        rows = self._history.open_resources()
         month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
         day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
         since = min(month_start, min((r.launch_time for r in rows), default=month_start))
-        transitions = deps.repos.resources.transitions([r.id for r in rows], since=since, include_prior=True)
-        hist = {h.instance_id: h for h in histories(rows, transitions)}
+        changes = self._history.changes([r.id for r in rows], since)
+        hist = {h.instance_id: h for h in histories(rows, changes)}
         sent: list[str] = []
         for row in rows:
             if row.state not in (InstanceState.RUNNING, InstanceState.STARTING):

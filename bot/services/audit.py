@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from bot.core.safety import Verdict
-from storage.repositories import AuditRepository
+from storage.repos import AuditRepository
 
 log = logging.getLogger(__name__)
 

@@ -16,11 +16,11 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from bot.core import cost as costmath
-from bot.services.costs import histories
+from bot.services.costs import history_reads, iter_histories, running
 from bot.services.deps import ServiceDeps
 from bot.views import blocks as bk
 from bot.views.common import mention, money
-from providers.base import Instance, InstanceState
+from providers.base import Instance
 from storage.models import Cadence, ChannelSubscription
 
 log = logging.getLogger(__name__)
@@ -73,30 +73,46 @@ def cost_chart(data: ReportData) -> bytes:
 class ReportService:
     def __init__(self, deps: ServiceDeps) -> None:
         self._deps = deps
+        self._history = history_reads(deps)
 
     def build(self) -> ReportData:
+        """The figures, from one read of the open machines and their history since the week's start.
+
+        Each machine's history is built, tallied and let go in one pass. Costs are summed per (owner,
+        project, day) as exact `Cost`s and turned into dollars once per figure, not once per machine-day.
+        """
         deps = self._deps
         now = deps.clock.now()
-        rows = [r for r in deps.repos.resources.list_open() if r.managed]
         day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
         week_start = day_start - timedelta(days=day_start.weekday())
         chart_start = day_start - timedelta(days=6)
         since = min(week_start, chart_start)
-        transitions = deps.repos.resources.transitions([r.id for r in rows], since=since, include_prior=True)
-        hist = histories(rows, transitions)
-        cost_rows = costmath.cost_rows(hist, since, now)
-        daily: dict[date, dict[str | None, Decimal]] = {
-            (chart_start + timedelta(days=k)).date(): defaultdict(Decimal) for k in range(7)
+        snapshot = self._history.open_snapshot(since)
+        rows = snapshot.resources
+        tally = costmath.DailyCosts(lambda h: (h.owner, h.project), since, now)
+        saved: list[costmath.Saving] = []
+        hourly_now = Decimal(0)
+        for history in iter_histories(rows, snapshot.changes):
+            tally.add(history)
+            saved += costmath.savings((history,), week_start, now)
+            hourly_now += costmath.hourly_rate_at((history,), now)
+        today, week_from = now.date(), week_start.date()
+        daily: dict[date, dict[str | None, costmath.Cost]] = {
+            (chart_start + timedelta(days=k)).date(): {} for k in range(7)
         }
-        for row in cost_rows:
-            if row.day in daily:
-                daily[row.day][row.project] += row.cost.usd
-        today = sum((r.cost.usd for r in cost_rows if r.day == now.date()), Decimal(0))
-        week = sum((r.cost.usd for r in cost_rows if r.day >= week_start.date()), Decimal(0))
-        by_owner_week = costmath.cost_by_owner([r for r in cost_rows if r.day >= week_start.date()])
+        cost_today, cost_week = costmath.Cost(), costmath.Cost()
+        by_owner_week: dict[str | None, costmath.Cost] = {}
+        for ((owner, project), day), cost in tally.result().items():
+            per_project = daily.get(day)
+            if per_project is not None:
+                per_project[project] = per_project.get(project, costmath.Cost()) + cost
+            if day == today:
+                cost_today += cost
+            if day >= week_from:
+                cost_week += cost
+                by_owner_week[owner] = by_owner_week.get(owner, costmath.Cost()) + cost
         top = sorted(((k, v.usd) for k, v in by_owner_week.items()), key=lambda kv: kv[1], reverse=True)[:5]
-        saved = costmath.savings(hist, week_start, now)
-        running_rows = [r for r in rows if r.state in (InstanceState.RUNNING, InstanceState.STARTING)]
+        running_rows = running(rows)
         by_owner: dict[str | None, int] = defaultdict(int)
         by_project: dict[str | None, int] = defaultdict(int)
         for r in running_rows:
@@ -110,12 +126,12 @@ class ReportService:
         return ReportData(
             at=now,
             running=len(running_rows),
-            hourly_now=costmath.hourly_rate_at(hist, now),
+            hourly_now=hourly_now,
             running_by_owner=dict(by_owner),
             running_by_project=dict(by_project),
-            cost_today=today,
-            cost_week=week,
-            daily={d: dict(v) for d, v in daily.items()},
+            cost_today=cost_today.usd,
+            cost_week=cost_week.usd,
+            daily={d: {p: c.usd for p, c in v.items()} for d, v in daily.items()},
             top_spenders=top,
             saved_hours=sum((s.cost.running_hours for s in saved), Decimal(0)),
             saved_usd=sum((s.usd for s in saved), Decimal(0)),

@@ -4,6 +4,7 @@ from storage.repos.approvals import ApprovalRepository
 from storage.repos.audit import AuditRepository
 from storage.repos.cleanup import CleanupMarkRepository, MarkResult
 from storage.repos.deliveries import DeliveryRepository
+from storage.repos.history import HistoryRepository, HistorySnapshot, ResourceSummary, TransitionPoint
 from storage.repos.jobs import JobRepository
 from storage.repos.operations import OperationRepository
 from storage.repos.prices import PriceCacheRepository
@@ -21,6 +22,8 @@ __all__ = [
     "AuditRepository",
     "CleanupMarkRepository",
     "DeliveryRepository",
+    "HistoryRepository",
+    "HistorySnapshot",
     "JobRepository",
     "JobRunRepository",
     "LeaseRepository",
@@ -29,6 +32,8 @@ __all__ = [
     "OperationRepository",
     "PriceCacheRepository",
     "ResourceRepository",
+    "ResourceSummary",
     "SubscriptionRepository",
+    "TransitionPoint",
     "TransitionRecord",
 ]
