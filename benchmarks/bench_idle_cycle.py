@@ -1,6 +1,6 @@
 """Scheduler cycles at fleet scale: reconcile and one idle cycle over 1,000 and 10,000 machines on moto.
 
-For each fleet size the managed running machines are seeded in moto (1,000 per reservation), with CPU
+For each fleet size the managed running machines are seeded in moto (10 per reservation), with CPU
 datapoints for a mix (30 % idle, 10 % busy, the rest without datapoints, which the rules read as *not
 idle*). The measured work runs in a fresh spawned process per size, so its peak RSS (the kernel's
 high-water mark) belongs to the bot's work alone: the production services (`build_services`, the AWS
@@ -14,9 +14,16 @@ the datapoints are stamped at the shifted times. It is a `FixedClock` on a whole
 it, which lands a fraction of a second before the window the bot asked for and would be dropped.
 
 API calls are counted at the client (botocore `before-send`) and compared with the theoretical
-minimum ⌈N/1000⌉ DescribeInstances + ⌈candidates × metrics / 500⌉ GetMetricData. moto pages
-DescribeInstances per *reservation*, not per instance, so with 1,000-machine reservations its listing
-takes fewer pages than AWS would.
+minimum ⌈N/1000⌉ DescribeInstances + ⌈candidates × metrics / 500⌉ GetMetricData. AWS caps a
+DescribeInstances page at MaxResults=1000 *instances*; moto counts MaxResults in *reservations*. So that
+each answer is the size AWS would send (which decides the parse peak), the fleet is launched 10 to a
+reservation and the bot's page size is set to 100 here: every moto page then holds 1,000 instances, and
+the listing takes ⌈N/1000⌉ requests, as on AWS. (One machine per reservation with the production page
+size would be the same answers, but moto launches that fleet in quadratic time.)
+
+The measured process imports only what the bot imports: the call counter below is the benchmark's own
+(no moto, no pytest, nothing from `tests/`), and it records the number of queries per GetMetricData
+request, not copies of the requests, so it adds nothing worth measuring to the bot's memory.
 
 The metric period is one hour (one datapoint per machine in the 60-minute window). moto's GetMetricData
 scans every stored datapoint for every query, so 12 points per machine at 10,000 machines would make the
@@ -28,15 +35,15 @@ from __future__ import annotations
 import math
 import multiprocessing
 import tempfile
+import threading
 import time
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
-
-import boto3
+from typing import TYPE_CHECKING, Any
 
 from benchmarks.common import (
     FAKE_AWS_ENV,
@@ -47,9 +54,11 @@ from benchmarks.common import (
     peak_rss_mb,
     rss_mb,
 )
-from bot.slack.standin import Channel, SlackStandIn, User
-from providers import tags
-from tests.support.moto import put_metric_points, run_instances
+
+if TYPE_CHECKING:
+    import boto3
+
+    from bot.slack.standin import Channel, SlackStandIn, User
 
 TITLE = "Scheduler cycles: reconcile and idle cycle at fleet scale"
 FULL_SIZES = (1_000, 10_000)
@@ -62,11 +71,94 @@ PERIOD_SECONDS = 3600
 RSS_GOAL_MB = 150.0
 PROJECT = "bench-cycle"
 READ_TIMEOUT_S = 600.0
-TEAM_CHANNEL = Channel(id="C0BENCHCYC", name="ml-fleet")
+PER_RESERVATION = 10
+# moto counts DescribeInstances' MaxResults in reservations: 100 reservations of 10 = AWS's 1,000 instances.
+PAGE_RESERVATIONS = 100
+SEED_THREADS = 4
+TEAM_CHANNEL_ID = "C0BENCHCYC"
+IMAGE_ID = "ami-0d27e0fb3bac4d724"  # one of the images moto ships
+
+
+def _team_channel() -> Channel:
+    from bot.slack.standin import Channel
+
+    return Channel(id=TEAM_CHANNEL_ID, name="ml-fleet")
 
 
 def _owners() -> list[User]:
+    from bot.slack.standin import User
+
     return [User(id=f"U0BENCH{n:03d}", name=f"owner{n}", real_name=f"Owner {n}") for n in range(OWNERS)]
+
+
+class CallCounter:
+    """Requests per `service.Operation`, counted at the client (botocore `before-send`).
+
+    Keeps only the number of queries of each GetMetricData request, so counting costs the measured process
+    nothing that grows with the fleet.
+    """
+
+    def __init__(self) -> None:
+        self._counts: Counter[str] = Counter()
+        self.metric_queries: list[int] = []
+        self._lock = threading.Lock()
+
+    def attach(self, session: boto3.Session) -> CallCounter:
+        session.events.register_first("before-send", self._on_send, unique_id=f"bench-calls-{id(self)}")
+        session.events.register_first(
+            "provide-client-params.cloudwatch.GetMetricData",
+            self._on_metric_params,
+            unique_id=f"bench-queries-{id(self)}",
+        )
+        return self
+
+    def _on_send(self, event_name: str, **_: Any) -> None:
+        _event, service, operation = event_name.split(".", 2)  # "before-send.<service>.<Operation>"
+        with self._lock:
+            self._counts[f"{service}.{operation}"] += 1
+
+    def _on_metric_params(self, params: Mapping[str, Any], **_: Any) -> None:
+        with self._lock:
+            self.metric_queries.append(len(params.get("MetricDataQueries", ())))
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._counts)
+
+    def reset(self) -> None:
+        with self._lock:
+            self._counts.clear()
+            self.metric_queries.clear()
+
+
+def _launch(ec2: Any, count: int, tags: Mapping[str, str]) -> list[str]:
+    """`count` machines in one RunInstances request (one reservation), tagged at launch."""
+    response = ec2.run_instances(
+        ImageId=IMAGE_ID,
+        InstanceType="t3.micro",
+        MinCount=count,
+        MaxCount=count,
+        TagSpecifications=[
+            {"ResourceType": "instance", "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}
+        ],
+    )
+    return [str(i["InstanceId"]) for i in response["Instances"]]
+
+
+def _put_cpu(cloudwatch: Any, points: Sequence[tuple[str, datetime, float]]) -> None:
+    """CPUUtilization datapoints `(instance id, timestamp, value)`, 1,000 per PutMetricData request."""
+    data = [
+        {
+            "MetricName": "CPUUtilization",
+            "Dimensions": [{"Name": "InstanceId", "Value": instance_id}],
+            "Timestamp": when,
+            "Value": value,
+            "Unit": "Percent",
+        }
+        for instance_id, when, value in points
+    ]
+    for start in range(0, len(data), 1000):
+        cloudwatch.put_metric_data(Namespace="AWS/EC2", MetricData=data[start : start + 1000])
 
 
 def _bot_env(db_path: Path, standin: SlackStandIn, moto: MotoProcess) -> dict[str, str]:
@@ -75,7 +167,7 @@ def _bot_env(db_path: Path, standin: SlackStandIn, moto: MotoProcess) -> dict[st
         db_path,
         standin,
         moto,
-        RUNCTL_TEAM_CHANNEL=TEAM_CHANNEL.id,
+        RUNCTL_TEAM_CHANNEL=TEAM_CHANNEL_ID,
         RUNCTL_IDLE_ENFORCE="false",
         RUNCTL_IDLE_PERIOD_SECONDS=str(PERIOD_SECONDS),
         RUNCTL_WORK_START="00:00",
@@ -85,30 +177,35 @@ def _bot_env(db_path: Path, standin: SlackStandIn, moto: MotoProcess) -> dict[st
 
 
 def _seed(moto: MotoProcess, size: int, now: datetime) -> tuple[list[str], set[str], dict[str, float]]:
-    """Machines in 1,000-instance reservations spread over the owners, then one datapoint each (if any)."""
+    """Machines in 10-instance reservations spread over the owners, then one datapoint each (if any)."""
+    import boto3
+    from botocore.config import Config
+
+    from providers import tags
+
     owners = _owners()
-    ec2 = boto3.client("ec2", region_name=REGION, endpoint_url=moto.endpoint_url)
+    config = Config(retries={"total_max_attempts": 3, "mode": "standard"}, max_pool_connections=SEED_THREADS)
+    ec2 = boto3.client("ec2", region_name=REGION, endpoint_url=moto.endpoint_url, config=config)
     cloudwatch = boto3.client("cloudwatch", region_name=REGION, endpoint_url=moto.endpoint_url)
     timings: dict[str, float] = {}
     began = time.perf_counter()
-    ids: list[str] = []
     per_owner = math.ceil(size / len(owners))
+    launches: list[tuple[int, dict[str, str]]] = []
     for n, owner in enumerate(owners):
-        count = min(per_owner, size - len(ids))
-        if count <= 0:
-            break
-        ids += run_instances(
-            ec2,
-            count,
-            tags={tags.MANAGED: "true", tags.OWNER: owner.id, tags.PROJECT: f"{PROJECT}-{n % 4}"},
-        )
+        owner_tags = {tags.MANAGED: "true", tags.OWNER: owner.id, tags.PROJECT: f"{PROJECT}-{n % 4}"}
+        remaining = min(per_owner, size - n * per_owner)
+        while remaining > 0:
+            launches.append((min(PER_RESERVATION, remaining), owner_tags))
+            remaining -= PER_RESERVATION
+    with ThreadPoolExecutor(max_workers=SEED_THREADS) as pool:
+        ids = [i for batch in pool.map(lambda job: _launch(ec2, *job), launches) for i in batch]
     timings["run_instances_s"] = round(time.perf_counter() - began, 1)
     idle = set(ids[: int(size * IDLE_SHARE)])
     busy = ids[len(idle) : len(idle) + int(size * BUSY_SHARE)]
     stamp = now - timedelta(minutes=20)
     points = [(i, stamp, 1.0) for i in sorted(idle)] + [(i, stamp, 60.0) for i in busy]
     began = time.perf_counter()
-    put_metric_points(cloudwatch, "AWS/EC2", "CPUUtilization", points)
+    _put_cpu(cloudwatch, points)
     timings["put_metric_data_s"] = round(time.perf_counter() - began, 1)
     timings["datapoints"] = float(len(points))
     return ids, idle, timings
@@ -126,18 +223,23 @@ def _measure(env: dict[str, str], now: datetime) -> dict[str, Any]:
     from storage.engine import make_engine
     from storage.migrate import upgrade
     from storage.repositories import Repositories
-    from tests.support.moto import ApiCallCounter
 
+    rss_imports = rss_mb()
     with environment(env):
         settings = load_settings()
         upgrade(settings.database_url)
         engine = make_engine(settings.database_url)
-        session = boto3.Session(region_name=REGION)
-        calls = ApiCallCounter().attach(session)
-        # moto answers a 10,000-machine listing in one page and takes longer than the production 30 s
-        # read timeout to render it; AWS pages by instance, so only the emulator needs the patience.
-        config = replace(aws_config_from(settings), read_timeout_seconds=READ_TIMEOUT_S)
-        provider = AwsProvider(config, session=session, price_cache=Repositories.from_engine(engine).prices)
+        # moto takes longer than the production 30 s read timeout to render a 1,000-instance page of a
+        # large fleet (its tag look-ups are linear per instance); only the emulator needs the patience.
+        config = replace(
+            aws_config_from(settings),
+            read_timeout_seconds=READ_TIMEOUT_S,
+            describe_page_size=PAGE_RESERVATIONS,
+        )
+        # The provider makes its own session, as in production; its clients do not exist yet, so the
+        # counter attached to the session now sees every request.
+        provider = AwsProvider(config, price_cache=Repositories.from_engine(engine).prices)
+        calls = CallCounter().attach(provider.clients.session)
         notifier = SlackNotifier(make_web_client(settings))
         services = build_services(
             settings, engine=engine, notifier=notifier, provider=provider, clock=FixedClock(now)
@@ -150,23 +252,25 @@ def _measure(env: dict[str, str], now: datetime) -> dict[str, Any]:
             reconciled = services.tracking.reconcile()
             reconcile_s = time.perf_counter() - began
             reconcile_calls = calls.snapshot()
+            reconcile_counts = {
+                "instances": len(reconciled.instances),
+                "transitions": len(reconciled.transitions),
+            }
+            # The scheduler drops a job's result when the job ends; so does the benchmark.
+            del reconciled
             peak_after_reconcile = peak_rss_mb()
+            rss_after_reconcile = rss_mb()
             calls.reset()
             began = time.perf_counter()
             report = scheduled.idle.run()
             cycle_s = time.perf_counter() - began
             cycle_calls = calls.snapshot()
-            queries = [len(p.get("MetricDataQueries", [])) for p in calls.params("cloudwatch.GetMetricData")]
+            queries = list(calls.metric_queries)
         finally:
             services.shutdown()
             engine.dispose()
     return {
-        "reconcile": {
-            "wall_s": round(reconcile_s, 2),
-            "api_calls": reconcile_calls,
-            "instances": len(reconciled.instances),
-            "transitions": len(reconciled.transitions),
-        },
+        "reconcile": {"wall_s": round(reconcile_s, 2), "api_calls": reconcile_calls, **reconcile_counts},
         "cycle": {
             "wall_s": round(cycle_s, 2),
             "api_calls": cycle_calls,
@@ -178,7 +282,9 @@ def _measure(env: dict[str, str], now: datetime) -> dict[str, Any]:
             "would_stop": len(report.would_stop),
             "stopped": len(report.stopped),
         },
+        "rss_mb_after_imports": rss_imports,
         "rss_mb_before": rss_before,
+        "rss_mb_after_reconcile": rss_after_reconcile,
         "peak_rss_mb_after_reconcile": peak_after_reconcile,
         "peak_rss_mb": peak_rss_mb(),
     }
@@ -245,8 +351,9 @@ def render(result: dict[str, Any]) -> str:
         f"Peak RSS goal ≤ {RSS_GOAL_MB:.0f} MB at 10,000.",
         "",
         "| machines | seeding (s) | reconcile (s) | reconcile calls | cycle (s) | DescribeInstances "
-        "(min) | GetMetricData (min) | other cycle calls | idle flagged | Slack calls | peak RSS (MB) |",
-        "| ---: | ---: | ---: | --- | ---: | ---: | ---: | --- | ---: | --- | ---: |",
+        "(min) | GetMetricData (min) | other cycle calls | idle flagged | Slack calls | RSS after imports "
+        "(MB) | peak RSS after reconcile (MB) | peak RSS (MB) |",
+        "| ---: | ---: | ---: | --- | ---: | ---: | ---: | --- | ---: | --- | ---: | ---: | ---: |",
     ]
     for row in result["sizes"]:
         cycle, minimum = row["cycle"], row["theoretical_minimum"]
@@ -263,29 +370,32 @@ def render(result: dict[str, Any]) -> str:
             f"{metrics} ({minimum['cloudwatch.GetMetricData']}) | "
             f"{', '.join(f'{k} {v}' for k, v in sorted(other.items())) or '—'} | "
             f"{row['idle']:,} | {', '.join(f'{k} {v}' for k, v in sorted(row['slack_calls'].items()))} | "
+            f"{row['rss_mb_after_imports']:.0f} | {row['peak_rss_mb_after_reconcile']:.0f} | "
             f"{row['peak_rss_mb']:.0f} |"
         )
     lines += [
         "",
         "Minimum = ⌈N/1000⌉ DescribeInstances + ⌈candidates × metrics/500⌉ GetMetricData (every running "
-        "machine is a candidate here, one metric each: no GPU metric is configured). moto pages "
-        "DescribeInstances per reservation and the fleet is in 1,000-machine reservations, so moto "
-        "answers in fewer pages than AWS would; the bot asks with MaxResults=1000. Wall times include "
-        "moto's own work: its GetMetricData scans every stored datapoint per query, and it renders a whole "
-        "listing of up to 1,000 reservations as one XML page, so the benchmark raises the bot's read timeout "
-        f"from 30 s to {READ_TIMEOUT_S:.0f} s. The Slack calls are "
+        "machine is a candidate here, one metric each: no GPU metric is configured). AWS caps a "
+        "DescribeInstances page at 1,000 instances; moto counts MaxResults in reservations, so the fleet is "
+        f"launched {PER_RESERVATION} to a reservation and the bot asks for {PAGE_RESERVATIONS} per page: "
+        "each moto page holds 1,000 instances, as AWS's would. Wall times are mostly moto's own work: its "
+        "tag look-ups and GetMetricData scans are linear per item, so the benchmark raises the bot's read "
+        f"timeout from 30 s to {READ_TIMEOUT_S:.0f} s. The Slack calls are "
         f"one digest DM per owner ({OWNERS} owners) and one digest in the team channel, plus look-ups.",
     ]
     return "\n".join(lines)
 
 
 def run(quick: bool) -> dict[str, Any]:
+    from bot.slack.standin import SlackStandIn
+
     sizes = QUICK_SIZES if quick else FULL_SIZES
     rows: list[dict[str, Any]] = []
     with (
         environment(FAKE_AWS_ENV),
         MotoProcess.start() as moto,
-        SlackStandIn(users=_owners(), channels=[TEAM_CHANNEL], rate_limit_per_channel=None) as standin,
+        SlackStandIn(users=_owners(), channels=[_team_channel()], rate_limit_per_channel=None) as standin,
     ):
         for size in sizes:
             rows.append(_one_size(moto, standin, size))

@@ -51,7 +51,7 @@ SPOT_INTERRUPTION_CODES = frozenset(
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Instance:
     id: str
     instance_type: str
@@ -119,7 +119,7 @@ class LaunchResult:
     warnings: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class UtilisationSeries:
     instance_id: str
     metric: str  # "cpu" or "gpu"

@@ -13,9 +13,10 @@ from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from bot.core.idle import idle_verdict
-from bot.core.reminders import KeepRefusal, Mark, Observation, Step, StepKind, next_step, take_keep
+from bot.core.reminders import KeepRefusal, Mark, Observation, StepKind, next_step, take_keep
 from bot.core.safety import Action, ResourceFacts, Rule, SafetyContext, evaluate, evaluate_batch
 from bot.services.approvals import ApprovalService
 from bot.services.audit import Auditor
@@ -47,6 +48,18 @@ class CycleReport:
     stopped: list[str] = field(default_factory=list)
     held_by_breaker: list[str] = field(default_factory=list)
     would_stop: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class _Notice:
+    """A mark waiting for its owner's digest: what `_notify` needs, not the whole ORM row.
+
+    A 10,000-machine fleet can put thousands of marks in one cycle's digests; ORM rows cost ~5 KB each.
+    """
+
+    mark_id: int
+    instance_id: str
+    evidence: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -123,10 +136,11 @@ class IdleCycleService:
         for iid in candidates:
             verdict = idle_verdict(series.get(iid, {}), deps.policy.idle, now, instance_id=iid)
             facts[iid] = replace(facts[iid], idle=verdict)
+        del series  # the verdicts keep what they need; the raw series of a large fleet are megabytes
 
         hourly = self._prices.hourly_by_instance(running)
         acts: list[tuple[CleanupMark, ResourceFacts]] = []
-        notify: dict[str | None, list[tuple[CleanupMark, Step]]] = defaultdict(list)
+        notify: dict[str | None, list[_Notice]] = defaultdict(list)
         ids = set(facts) | set(marks)
         for iid in sorted(ids):
             row = marks.get(iid)
@@ -144,8 +158,10 @@ class IdleCycleService:
                     evidence["instance_type"] = observed.instance.instance_type
                     if observed.instance.id in hourly:
                         evidence["hourly_usd"] = hourly[observed.instance.id]
-                    notify[observed.instance.owner].append((mark_row, step))
                     mark_row.evidence = evidence
+                    notify[observed.instance.owner].append(
+                        _Notice(mark_row.id or 0, mark_row.instance_id, evidence)
+                    )
             elif step.kind is StepKind.UNMARK and row is not None:
                 self._close(row, MarkState.UNMARKED, step.reason)
             elif step.kind is StepKind.ACT and row is not None and observed is not None:
@@ -185,27 +201,29 @@ class IdleCycleService:
     def _notify(
         self,
         owner: str | None,
-        items: list[tuple[CleanupMark, Step]],
+        items: list[_Notice],
         hourly: dict[str, float],
         now: datetime,
     ) -> None:
         repos, notifier = self._deps.repos, self._deps.notifier
         claimed: list[CleanupMark] = []
-        for row, _step in items:
+        for item in items:
             if repos.cleanup_marks.transition(
-                row.id or 0,
+                item.mark_id,
                 [MarkState.MARKED.value, MarkState.KEPT.value],
                 MarkState.NOTIFIED.value,
                 notified_at=now,
-                evidence=row.evidence,
+                evidence=item.evidence,
             ):
-                claimed.append(row)
                 self._audit.event(
-                    "runctl-bot", "idle:notify", "notified", target=row.instance_id, detail=row.evidence
+                    "runctl-bot", "idle:notify", "notified", target=item.instance_id, detail=item.evidence
                 )
+                fresh = repos.cleanup_marks.get(item.mark_id)
+                if fresh is not None:  # marks are never deleted; the claim above just wrote this one
+                    claimed.append(fresh)
         if not claimed:
             return
-        lines = [self._line(repos.cleanup_marks.get(r.id or 0) or r, hourly, now) for r in claimed]
+        lines = [self._line(row, hourly, now) for row in claimed]
         text, blocks = views.reminder_digest(lines, now, dry_run=not self._deps.enforce, for_owner=owner)
         dm_ref: MessageRef | None = None
         if owner and owner.startswith(("U", "W")):

@@ -15,6 +15,7 @@ import hashlib
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
+from sys import intern
 from typing import TYPE_CHECKING, Any
 
 from providers import tags as tagschema
@@ -43,6 +44,11 @@ _TOKEN_SAFE = re.compile(r"[^A-Za-z0-9]")
 
 
 def parse_instance(raw: Mapping[str, Any], region: str) -> Instance:
+    """One `Instances` entry of a DescribeInstances answer as an `Instance`.
+
+    Strings that repeat across a fleet (tag keys and values, type, zone) are interned: a 10,000-machine
+    listing then shares one copy of each owner, project and tag name instead of 10,000.
+    """
     launch_time = raw.get("LaunchTime")
     if isinstance(launch_time, datetime):
         launched = launch_time.astimezone(UTC) if launch_time.tzinfo else launch_time.replace(tzinfo=UTC)
@@ -51,18 +57,22 @@ def parse_instance(raw: Mapping[str, Any], region: str) -> Instance:
     reason = raw.get("StateReason") or {}
     return Instance(
         id=str(raw["InstanceId"]),
-        instance_type=str(raw.get("InstanceType") or ""),
+        instance_type=intern(str(raw.get("InstanceType") or "")),
         state=normalise_state((raw.get("State") or {}).get("Name")),
         lifecycle=Lifecycle.SPOT if raw.get("InstanceLifecycle") == "spot" else Lifecycle.ON_DEMAND,
         launch_time=launched,
-        tags={str(t["Key"]): str(t.get("Value", "")) for t in raw.get("Tags") or ()},
+        tags={intern(str(t["Key"])): intern(str(t.get("Value", ""))) for t in raw.get("Tags") or ()},
         region=region,
-        availability_zone=(raw.get("Placement") or {}).get("AvailabilityZone") or None,
+        availability_zone=_interned((raw.get("Placement") or {}).get("AvailabilityZone")),
         private_ip=raw.get("PrivateIpAddress") or None,
         public_ip=raw.get("PublicIpAddress") or None,
         state_reason_code=reason.get("Code") or None,
         state_reason_message=reason.get("Message") or None,
     )
+
+
+def _interned(value: str | None) -> str | None:
+    return intern(value) if value else None
 
 
 def chunked(items: Sequence[str], size: int) -> Iterator[list[str]]:
@@ -216,7 +226,8 @@ class Ec2Instances:
 
     def scan(self, states: Sequence[str] = LIVE_STATES, *, retried: bool = True) -> Iterator[Instance]:
         """Every instance in `states`, one paginated DescribeInstances scan."""
-        yield from self._describe([{"Name": "instance-state-name", "Values": list(states)}], retried=retried)
+        for batch in self.pages(states, retried=retried):
+            yield from batch
 
     def find_by_operation(self, operation_id: str, *, retried: bool = True) -> Instance | None:
         """The live machine a launch with this operation id made, if any (the earliest, if two)."""
@@ -253,17 +264,33 @@ class Ec2Instances:
                 found[inst.id] = inst
         return found
 
+    def pages(self, states: Sequence[str] = LIVE_STATES, *, retried: bool = True) -> Iterator[list[Instance]]:
+        """`scan`, one list per DescribeInstances answer (at most `page_size` instances on AWS)."""
+        return self._describe_pages(
+            [{"Name": "instance-state-name", "Values": list(states)}], retried=retried
+        )
+
     def _describe(self, filters: list[dict[str, Any]], *, retried: bool) -> Iterator[Instance]:
-        pages = self._caller.pages(
+        for batch in self._describe_pages(filters, retried=retried):
+            yield from batch
+
+    def _describe_pages(self, filters: list[dict[str, Any]], *, retried: bool) -> Iterator[list[Instance]]:
+        region = self._region
+
+        def parse(page: Mapping[str, Any]) -> list[Instance]:
+            return [
+                parse_instance(raw, region)
+                for reservation in page.get("Reservations") or ()
+                for raw in reservation.get("Instances") or ()
+            ]
+
+        return self._caller.parsed_pages(
             "ec2:DescribeInstances",
             self._client.describe_instances,
             {"Filters": filters, "MaxResults": self._page_size},
+            parse,
             retried=retried,
         )
-        for page in pages:
-            for reservation in page.get("Reservations") or ():
-                for raw in reservation.get("Instances") or ():
-                    yield parse_instance(raw, self._region)
 
     def run(self, request: Mapping[str, Any]) -> Instance:
         """One RunInstances request, not retried here: the launch loop owns its retries."""

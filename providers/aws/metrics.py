@@ -58,39 +58,37 @@ def validate_window(end: datetime, window: timedelta, period_seconds: int, stati
         raise InvalidRequestError(f"statistic must be one of {sorted(CLOUDWATCH_STATISTICS)}")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Query:
     query_id: str
     instance_id: str
     metric: MetricSpec
 
+    def body(self, *, period_seconds: int, statistic: str) -> dict[str, Any]:
+        """The `MetricDataQueries` entry, built only when its request is: 10,000 of them are ~10 MB."""
+        spec = self.metric
+        return {
+            "Id": self.query_id,
+            "MetricStat": {
+                "Metric": {
+                    "Namespace": spec.namespace,
+                    "MetricName": spec.name,
+                    "Dimensions": [{"Name": spec.dimension, "Value": self.instance_id}],
+                },
+                "Period": period_seconds,
+                "Stat": statistic,
+            },
+            "ReturnData": True,
+        }
 
-def build_queries(
-    instance_ids: Sequence[str], specs: Sequence[MetricSpec], *, period_seconds: int, statistic: str
-) -> list[tuple[_Query, dict[str, Any]]]:
-    queries: list[tuple[_Query, dict[str, Any]]] = []
-    for index, instance_id in enumerate(instance_ids):
-        for spec in specs:
-            query = _Query(f"{spec.key}{index}", instance_id, spec)
-            queries.append(
-                (
-                    query,
-                    {
-                        "Id": query.query_id,
-                        "MetricStat": {
-                            "Metric": {
-                                "Namespace": spec.namespace,
-                                "MetricName": spec.name,
-                                "Dimensions": [{"Name": spec.dimension, "Value": instance_id}],
-                            },
-                            "Period": period_seconds,
-                            "Stat": statistic,
-                        },
-                        "ReturnData": True,
-                    },
-                )
-            )
-    return queries
+
+def build_queries(instance_ids: Sequence[str], specs: Sequence[MetricSpec]) -> list[_Query]:
+    """One query per (instance, metric), in that order, with ids GetMetricData accepts (`cpu0`, `gpu0`...)."""
+    return [
+        _Query(f"{spec.key}{index}", instance_id, spec)
+        for index, instance_id in enumerate(instance_ids)
+        for spec in specs
+    ]
 
 
 class CloudWatchUtilisation:
@@ -123,10 +121,13 @@ class CloudWatchUtilisation:
         start_utc = end_utc - window
         expected = expected_datapoints(window, period_seconds)
         points: dict[str, dict[datetime, float]] = {}
-        queries = build_queries(ids, self._specs, period_seconds=period_seconds, statistic=stat)
-        by_id = {query.query_id: query for query, _ in queries}
-        for batch in chunked_queries(queries):
-            for page in self._caller.pages(
+        queries = build_queries(ids, self._specs)
+        for start in range(0, len(queries), MAX_QUERIES_PER_CALL):
+            batch = [
+                q.body(period_seconds=period_seconds, statistic=stat)
+                for q in queries[start : start + MAX_QUERIES_PER_CALL]
+            ]
+            for results in self._caller.parsed_pages(
                 "cloudwatch:GetMetricData",
                 self._client.get_metric_data,
                 {
@@ -135,12 +136,14 @@ class CloudWatchUtilisation:
                     "EndTime": end_utc,
                     "ScanBy": "TimestampAscending",
                 },
+                _page_points,
             ):
-                _collect(page, points)
+                for query_id, series in results:
+                    points.setdefault(query_id, {}).update(series)
+            del batch
         result: dict[str, dict[str, UtilisationSeries]] = {}
-        for query_id, query in by_id.items():
-            series_points = points.get(query_id, {})
-            ordered = sorted(series_points.items())
+        for query in queries:
+            ordered = sorted(points.pop(query.query_id, {}).items())
             result.setdefault(query.instance_id, {})[query.metric.key] = UtilisationSeries(
                 instance_id=query.instance_id,
                 metric=query.metric.key,
@@ -151,14 +154,13 @@ class CloudWatchUtilisation:
         return result
 
 
-def chunked_queries(queries: Sequence[tuple[_Query, dict[str, Any]]]) -> list[list[dict[str, Any]]]:
-    bodies = [body for _, body in queries]
-    return [bodies[i : i + MAX_QUERIES_PER_CALL] for i in range(0, len(bodies), MAX_QUERIES_PER_CALL)]
-
-
-def _collect(page: Mapping[str, Any], points: dict[str, dict[datetime, float]]) -> None:
+def _page_points(page: Mapping[str, Any]) -> list[tuple[str, dict[datetime, float]]]:
+    """`(query id, {timestamp: value})` per result of one answer (a query may continue on the next page)."""
+    found: list[tuple[str, dict[datetime, float]]] = []
     for result in page.get("MetricDataResults") or ():
-        series = points.setdefault(str(result["Id"]), {})
+        series: dict[datetime, float] = {}
         for ts, value in zip(result.get("Timestamps") or (), result.get("Values") or (), strict=False):
             when = ts.astimezone(UTC) if ts.tzinfo else ts.replace(tzinfo=UTC)
             series[when] = float(value)
+        found.append((str(result["Id"]), series))
+    return found

@@ -7,20 +7,45 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, func, update
+from sqlalchemy import Engine, bindparam, func, insert, update
 from sqlmodel import Session, col, select
 
 from providers.base import Instance, InstanceState, Lifecycle
 from storage.engine import session_scope
 from storage.models import Resource, StateTransition
-from storage.repos._common import chunks, require_aware
+from storage.repos._common import chunks, require_aware, table_of
 
 # reason_code of the transition written when the cloud stops returning an instance.
 MISSING_REASON_CODE = "runctl.missing"
 MISSING_REASON_MESSAGE = "no longer returned by the cloud"
 
+_RESOURCES = table_of(Resource)
+_TRANSITIONS = table_of(StateTransition)
+# Columns a sighting rewrites on a known row: everything the cloud owns, plus the bookkeeping.
+_REFRESHED = (
+    "provider",
+    "region",
+    "instance_type",
+    "lifecycle",
+    "state",
+    "owner",
+    "project",
+    "name",
+    "launch_time",
+    "tags",
+    "managed",
+    "last_seen",
+    "closed_at",
+    "operation_id",
+)
+_UPDATE_BY_KEY = (
+    update(_RESOURCES)
+    .where(_RESOURCES.c.id == bindparam("key"))
+    .values({name: bindparam(name) for name in _REFRESHED})
+)
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, slots=True)
 class TransitionRecord:
     """One state change of one resource, as written to `state_transitions`."""
 
@@ -49,6 +74,19 @@ class TransitionRecord:
             reason_message=row.reason_message,
             hourly_usd=row.hourly_usd,
         )
+
+    def row(self) -> dict[str, Any]:
+        """The `state_transitions` columns, for a Core INSERT."""
+        return {
+            "resource_id": self.resource_id,
+            "from_state": self.from_state.value if self.from_state is not None else None,
+            "to_state": self.to_state.value,
+            "at": self.at,
+            "reason_code": self.reason_code,
+            "reason_message": self.reason_message,
+            "hourly_usd": self.hourly_usd,
+            "lifecycle": self.lifecycle.value,
+        }
 
 
 def _cloud_fields(instance: Instance) -> dict[str, Any]:
@@ -83,55 +121,88 @@ class ResourceRepository:
         `hourly_prices` maps an instance id to the price in force for it now; it is stored on the transition
         rows so cost reports use the price of the time. A row already seen later than `seen_at` is left alone:
         an older listing finishing late must not roll a newer state back. A closed row that reappears reopens.
+
+        One transaction, written in chunks of plain Core statements: a 10,000-machine listing builds no ORM
+        objects, so memory stays bounded by a chunk whatever the fleet size.
         """
         require_aware(seen_at, "seen_at")
         prices = hourly_prices or {}
-        latest = {instance.id: instance for instance in instances}
+        latest = list({instance.id: instance for instance in instances}.values())
+        records: list[TransitionRecord] = []
         with session_scope(self._engine, write=True) as session:
-            existing = self._load(session, list(latest))
-            pending: list[StateTransition] = []
-            for instance in latest.values():
-                row = existing.get(instance.id)
-                if row is None:
-                    row = Resource(
-                        id=instance.id,
-                        first_seen=seen_at,
-                        last_seen=seen_at,
-                        operation_id=instance.operation_id,
-                        **_cloud_fields(instance),
+            for chunk in chunks(latest):
+                records += self._upsert_chunk(session, chunk, seen_at, prices)
+        return records
+
+    @staticmethod
+    def _upsert_chunk(
+        session: Session, chunk: Sequence[Instance], seen_at: datetime, prices: Mapping[str, float]
+    ) -> list[TransitionRecord]:
+        connection = session.connection()
+        known = {
+            row.id: row
+            for row in connection.execute(
+                select(
+                    _RESOURCES.c.id, _RESOURCES.c.state, _RESOURCES.c.last_seen, _RESOURCES.c.operation_id
+                ).where(_RESOURCES.c.id.in_([instance.id for instance in chunk]))
+            )
+        }
+        inserts: list[dict[str, Any]] = []
+        updates: list[dict[str, Any]] = []
+        records: list[TransitionRecord] = []
+        for instance in chunk:
+            row = known.get(instance.id)
+            fields = _cloud_fields(instance)
+            previous: str | None
+            if row is None:
+                inserts.append(
+                    {
+                        "id": instance.id,
+                        "first_seen": seen_at,
+                        "last_seen": seen_at,
+                        "closed_at": None,
+                        "operation_id": instance.operation_id,
+                        **fields,
+                    }
+                )
+                previous = None
+            elif seen_at < row.last_seen:
+                continue
+            else:
+                updates.append(
+                    {
+                        "key": instance.id,
+                        "last_seen": seen_at,
+                        "closed_at": None,
+                        "operation_id": row.operation_id or instance.operation_id,
+                        **fields,
+                    }
+                )
+                previous = row.state
+            if previous != instance.state.value:
+                # A machine first seen running has been running (and billing) since its launch, which the
+                # cloud reports; later changes are dated when they were seen.
+                running = instance.state in (InstanceState.RUNNING, InstanceState.STARTING)
+                began = min(seen_at, instance.launch_time) if previous is None and running else seen_at
+                records.append(
+                    TransitionRecord(
+                        resource_id=instance.id,
+                        from_state=InstanceState(previous) if previous is not None else None,
+                        to_state=instance.state,
+                        at=began,
+                        lifecycle=instance.lifecycle,
+                        reason_code=instance.state_reason_code,
+                        reason_message=instance.state_reason_message,
+                        hourly_usd=prices.get(instance.id),
                     )
-                    session.add(row)
-                    previous: str | None = None
-                elif seen_at < row.last_seen:
-                    continue
-                else:
-                    previous = row.state
-                    for name, value in _cloud_fields(instance).items():
-                        setattr(row, name, value)
-                    if row.operation_id is None:
-                        row.operation_id = instance.operation_id
-                    row.last_seen = seen_at
-                    row.closed_at = None
-                if previous != instance.state.value:
-                    # A machine first seen running has been running (and billing) since its launch, which
-                    # the cloud reports; later changes are dated when they were seen.
-                    running = instance.state in (InstanceState.RUNNING, InstanceState.STARTING)
-                    began = min(seen_at, instance.launch_time) if previous is None and running else seen_at
-                    pending.append(
-                        StateTransition(
-                            resource_id=instance.id,
-                            from_state=previous,
-                            to_state=instance.state.value,
-                            at=began,
-                            reason_code=instance.state_reason_code,
-                            reason_message=instance.state_reason_message,
-                            hourly_usd=prices.get(instance.id),
-                            lifecycle=instance.lifecycle.value,
-                        )
-                    )
-            session.flush()  # resources before the transitions that reference them
-            session.add_all(pending)
-            return [TransitionRecord.from_row(transition) for transition in pending]
+                )
+        if inserts:
+            connection.execute(insert(_RESOURCES), inserts)
+        if updates:
+            connection.execute(_UPDATE_BY_KEY, updates)
+        if records:  # after the resources they reference
+            connection.execute(insert(_TRANSITIONS), [record.row() for record in records])
+        return records
 
     def close_missing(
         self,
@@ -148,32 +219,39 @@ class ResourceRepository:
         """
         require_aware(at, "at")
         present = set(present_ids)
+        table = _RESOURCES
         with session_scope(self._engine, write=True) as session:
-            query = select(Resource).where(col(Resource.closed_at).is_(None), col(Resource.last_seen) < at)
+            connection = session.connection()
+            query = select(table.c.id, table.c.state, table.c.lifecycle).where(
+                table.c.closed_at.is_(None), table.c.last_seen < at
+            )
             if provider is not None:
-                query = query.where(Resource.provider == provider)
+                query = query.where(table.c.provider == provider)
             if region is not None:
-                query = query.where(Resource.region == region)
-            pending: list[StateTransition] = []
-            for row in session.exec(query).all():
-                if row.id in present:
-                    continue
-                if row.state != InstanceState.TERMINATED:
-                    pending.append(
-                        StateTransition(
-                            resource_id=row.id,
-                            from_state=row.state,
-                            to_state=InstanceState.TERMINATED.value,
-                            at=at,
-                            reason_code=MISSING_REASON_CODE,
-                            reason_message=MISSING_REASON_MESSAGE,
-                            lifecycle=row.lifecycle,
-                        )
-                    )
-                row.state = InstanceState.TERMINATED.value
-                row.closed_at = at
-            session.add_all(pending)
-            return [TransitionRecord.from_row(transition) for transition in pending]
+                query = query.where(table.c.region == region)
+            missing = [row for row in connection.execute(query) if row.id not in present]
+            records = [
+                TransitionRecord(
+                    resource_id=row.id,
+                    from_state=InstanceState(row.state),
+                    to_state=InstanceState.TERMINATED,
+                    at=at,
+                    lifecycle=Lifecycle(row.lifecycle),
+                    reason_code=MISSING_REASON_CODE,
+                    reason_message=MISSING_REASON_MESSAGE,
+                )
+                for row in missing
+                if row.state != InstanceState.TERMINATED
+            ]
+            for chunk in chunks(missing):
+                connection.execute(
+                    update(table)
+                    .where(table.c.id.in_([row.id for row in chunk]))
+                    .values(state=InstanceState.TERMINATED.value, closed_at=at)
+                )
+            for record_chunk in chunks(records):
+                connection.execute(insert(_TRANSITIONS), [record.row() for record in record_chunk])
+            return records
 
     def get(self, resource_id: str) -> Resource | None:
         with session_scope(self._engine) as session:
@@ -236,11 +314,3 @@ class ResourceRepository:
                 .execution_options(synchronize_session=False)
             )
             return session.exec(statement).rowcount == 1
-
-    @staticmethod
-    def _load(session: Session, ids: Sequence[str]) -> dict[str, Resource]:
-        found: dict[str, Resource] = {}
-        for id_chunk in chunks(ids):
-            for row in session.exec(select(Resource).where(col(Resource.id).in_(id_chunk))):
-                found[row.id] = row
-        return found

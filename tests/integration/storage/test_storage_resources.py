@@ -242,3 +242,39 @@ def test_link_operation(repos: Repositories, make_instance: Factory, at: At) -> 
     repos.resources.upsert_from_cloud([make_instance("i-aaa", InstanceState.STOPPED)], seen_at=at(1))
     row = repos.resources.get("i-aaa")
     assert row is not None and row.operation_id == "op42"
+
+
+def test_a_large_listing_mixing_new_known_and_changed_rows_across_chunks(
+    repos: Repositories, make_instance: Factory, at: At
+) -> None:
+    """Rows are written in chunks of plain statements: every chunk boundary must behave like the one call."""
+    first = [make_instance(f"i-{n:04d}", owner="U1") for n in range(0, 1200, 2)]  # every even id
+    repos.resources.upsert_from_cloud(first, seen_at=at(0))
+    repos.resources.link_operation("i-0002", "op-linked")
+    repos.resources.upsert_from_cloud([make_instance("i-0004", InstanceState.STOPPED)], seen_at=at(30))
+
+    second = [
+        make_instance(
+            f"i-{n:04d}",
+            InstanceState.STOPPED if n % 3 == 0 else InstanceState.RUNNING,
+            owner="U2",
+            operation_id=f"op-{n}",
+        )
+        for n in range(1200)
+    ]
+    records = repos.resources.upsert_from_cloud(second, seen_at=at(10), hourly_prices={"i-0003": 0.5})
+
+    new = {f"i-{n:04d}" for n in range(1, 1200, 2)}
+    stopped_known = {f"i-{n:04d}" for n in range(0, 1200, 6)} - {"i-0004"}  # i-0004 was seen later
+    assert {r.resource_id for r in records if r.first_sight} == new
+    assert {r.resource_id for r in records if not r.first_sight} == stopped_known
+    assert all(r.from_state is InstanceState.RUNNING for r in records if not r.first_sight)
+    assert next(r for r in records if r.resource_id == "i-0003").hourly_usd == 0.5
+    assert len(repos.resources.list_open()) == 1200
+
+    kept, linked, later = (repos.resources.get(i) for i in ("i-0000", "i-0002", "i-0004"))
+    assert kept is not None and (kept.owner, kept.state, kept.operation_id) == ("U2", "stopped", "op-0")
+    assert (kept.first_seen, kept.last_seen) == (at(0), at(10))
+    assert linked is not None and linked.operation_id == "op-linked"  # an existing link is kept
+    assert later is not None and (later.state, later.owner, later.last_seen) == ("stopped", "U1", at(30))
+    assert len(repos.resources.transitions()) == 600 + 1 + len(new) + len(stopped_known)
