@@ -12,7 +12,10 @@
 - `INSUFFICIENT_DATA`: anything else — a missing required metric, too few datapoints, a malformed series.
   Rules treat it as *not idle*; reminders keep waiting rather than unmarking.
 
-Datapoints outside the window are ignored, NaN values count as missing, and datapoints sharing a timestamp
+The window's start is rounded down to a whole period, as CloudWatch rounds a request's StartTime: the
+first bucket is stamped at that boundary, before `now - window`, and holds data from inside the window
+(without this, a window of one period could never be proven idle). Datapoints outside the window are
+ignored, NaN values count as missing, and datapoints sharing a timestamp
 count once towards coverage. The expected count is the larger of what the provider says and what the
 policy's window and period imply, so a provider/policy mismatch can only make the verdict more cautious.
 The GPU series is considered whenever the provider returns one: a provider should omit it for machines
@@ -107,6 +110,12 @@ def _pct(value: float) -> str:
     return f"{value:.1f} %"
 
 
+def _bucket_floor(when: datetime, period_seconds: int) -> datetime:
+    """The start of the metric bucket holding `when`: buckets are aligned to the period since the epoch."""
+    seconds = when.timestamp()
+    return when - timedelta(seconds=seconds % period_seconds)
+
+
 def _metric_evidence(
     metric: str, series: UtilisationSeries, policy: IdlePolicy, start: datetime, end: datetime
 ) -> MetricEvidence:
@@ -131,7 +140,8 @@ def _metric_evidence(
         for ts, v in zip(series.timestamps, series.values, strict=True)
         if start <= as_utc(ts) < end and not math.isnan(float(v))
     ]
-    received = len({ts for ts, _ in in_window})
+    # The rounded-down start can let one more bucket in than a full window holds.
+    received = min(len({ts for ts, _ in in_window}), expected)
     minutes = f"{policy.window.total_seconds() / 60:g} min"
     if received == 0:
         return evidence(IdleStatus.INSUFFICIENT_DATA, 0, f"no {label} datapoints in the last {minutes}")
@@ -178,7 +188,7 @@ def idle_verdict(
 ) -> IdleVerdict:
     """Judge one machine's utilisation over the window that ends at `now`."""
     now = require_utc(now)
-    start = now - policy.window
+    start = _bucket_floor(now - policy.window, policy.period_seconds)
     ids = {s.instance_id for s in series_by_metric.values()}
     if instance_id is not None:
         ids.add(instance_id)

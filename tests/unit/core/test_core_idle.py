@@ -131,6 +131,28 @@ def test_the_window_start_is_inclusive() -> None:
     assert verdict.busy
 
 
+def test_the_first_bucket_is_stamped_at_the_period_boundary_before_the_window() -> None:
+    """CloudWatch rounds StartTime down to the period: the first bucket's stamp precedes `now - window`."""
+    now = NOW + timedelta(minutes=2, seconds=17, microseconds=500)
+    first = NOW - timedelta(minutes=60)  # the 5-minute boundary at or before now - 60 min
+    stamps = tuple(first + timedelta(minutes=5 * i) for i in range(13))
+    verdict = idle_verdict({"cpu": UtilisationSeries("i-1", "cpu", stamps, (1.0,) * 13, 12)}, POLICY, now)
+    assert verdict.idle
+    assert verdict.metrics[0].received == 12  # 13 buckets touch the window; a window holds 12
+    busy_first = idle_verdict(
+        {"cpu": UtilisationSeries("i-1", "cpu", stamps, (90.0,) + (1.0,) * 12, 12)}, POLICY, now
+    )
+    assert busy_first.busy
+
+
+def test_a_window_of_one_period_can_be_proven_idle() -> None:
+    hourly = IdlePolicy(window=timedelta(hours=1), period_seconds=3600)
+    now = NOW + timedelta(minutes=41, seconds=3)  # 10:41:03; the one hourly bucket is stamped 09:00
+    stamps = (NOW - timedelta(hours=1),)
+    verdict = idle_verdict({"cpu": UtilisationSeries("i-1", "cpu", stamps, (0.5,), 1)}, hourly, now)
+    assert verdict.idle and verdict.metrics[0].received == 1
+
+
 def test_duplicate_timestamps_count_once_and_nan_counts_as_missing() -> None:
     base = series("i-1", NOW, [1.0] * 9)
     doubled = UtilisationSeries("i-1", "cpu", base.timestamps * 2, base.values * 2, 12)
