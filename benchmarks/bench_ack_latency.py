@@ -450,8 +450,8 @@ def render(result: dict[str, Any]) -> str:
         f"Acks slower than Slack's 3 s limit: {over}.",
         "",
         "Work after the ack. It really ran: every list was answered through its `response_url`, every "
-        "create launched a machine, counted in moto. *Acks + work* runs from the first request to the "
-        "drained executor; the plan loop stops with the last ack.",
+        "create launched a machine, counted in moto. *Acks + work* runs from the first request until "
+        "the work process has reported every piece of work done; the plan loop stops with the last ack.",
         "",
         "| command | concurrent | app | acks + work (s) | drained after last ack (s) | plans (mean ms) |",
         "| --- | ---: | --- | ---: | ---: | ---: |",
