@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -126,10 +127,13 @@ def test_three_replicas_share_the_work(tmp_path: Path, moto_server: MotoServer) 
                 holders = {row[0] for row in c.execute(text("SELECT DISTINCT holder FROM job_runs"))}
             assert holders == {first}
 
-            # Kill the holder: another replica takes the jobs within the lease TTL.
+            # Lose the holder's node: its work process (where the scheduler runs) and the replica that
+            # spawned it die at once; another replica takes the jobs within the lease TTL.
             pid = int(first.split(":")[1])
-            victim = next(p for p in procs if p.pid == pid)
+            parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            victim = next(p for p in procs if p.pid == parent)
             victim.send_signal(signal.SIGKILL)
+            os.kill(pid, signal.SIGKILL)
             victim.wait(10)
             _wait(lambda: holder() not in (None, first), 10, "a new lease holder")
             second = holder()
