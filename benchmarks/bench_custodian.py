@@ -53,7 +53,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import FAKE_AWS_ENV, REGION, MotoProcess, environment, x86_image
+from benchmarks.common import FAKE_AWS_ENV, REGION, MotoProcess, environment, put_cpu, x86_image
 from benchmarks.custodian.proxy import CountingProxy, ProxyStats
 
 TITLE = "Idle scan: runctl-bot cleanup plan vs Cloud Custodian"
@@ -242,18 +242,7 @@ class Seeder:
             self._ec2.stop_instances(InstanceIds=list(ids[start : start + PAGE]))
 
     def put_cpu(self, points: Sequence[tuple[str, datetime, float]]) -> None:
-        data = [
-            {
-                "MetricName": "CPUUtilization",
-                "Dimensions": [{"Name": "InstanceId", "Value": instance_id}],
-                "Timestamp": when,
-                "Value": value,
-                "Unit": "Percent",
-            }
-            for instance_id, when, value in points
-        ]
-        for start in range(0, len(data), 1000):
-            self._cloudwatch.put_metric_data(Namespace="AWS/EC2", MetricData=data[start : start + 1000])
+        put_cpu(self._cloudwatch, points)
 
     def one_listing_page_s(self) -> float:
         began = time.perf_counter()

@@ -38,7 +38,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -52,6 +52,7 @@ from benchmarks.common import (
     bot_environment,
     environment,
     peak_rss_mb,
+    put_cpu,
     rss_mb,
 )
 
@@ -145,22 +146,6 @@ def _launch(ec2: Any, count: int, tags: Mapping[str, str]) -> list[str]:
     return [str(i["InstanceId"]) for i in response["Instances"]]
 
 
-def _put_cpu(cloudwatch: Any, points: Sequence[tuple[str, datetime, float]]) -> None:
-    """CPUUtilization datapoints `(instance id, timestamp, value)`, 1,000 per PutMetricData request."""
-    data = [
-        {
-            "MetricName": "CPUUtilization",
-            "Dimensions": [{"Name": "InstanceId", "Value": instance_id}],
-            "Timestamp": when,
-            "Value": value,
-            "Unit": "Percent",
-        }
-        for instance_id, when, value in points
-    ]
-    for start in range(0, len(data), 1000):
-        cloudwatch.put_metric_data(Namespace="AWS/EC2", MetricData=data[start : start + 1000])
-
-
 def _bot_env(db_path: Path, standin: SlackStandIn, moto: MotoProcess) -> dict[str, str]:
     """`serve`'s variables, with reminders allowed at any hour so the DM path runs whenever this runs."""
     return bot_environment(
@@ -205,7 +190,7 @@ def _seed(moto: MotoProcess, size: int, now: datetime) -> tuple[list[str], set[s
     stamp = now - timedelta(minutes=20)
     points = [(i, stamp, 1.0) for i in sorted(idle)] + [(i, stamp, 60.0) for i in busy]
     began = time.perf_counter()
-    _put_cpu(cloudwatch, points)
+    put_cpu(cloudwatch, points)
     timings["put_metric_data_s"] = round(time.perf_counter() - began, 1)
     timings["datapoints"] = float(len(points))
     return ids, idle, timings

@@ -352,6 +352,27 @@ def seed_fleet(
     return [str(i["InstanceId"]) for i in response["Instances"]]
 
 
+def put_cpu(cloudwatch: Any, points: Sequence[tuple[str, datetime, float]]) -> int:
+    """CPUUtilization datapoints `(instance id, timestamp, value)`, 1,000 per PutMetricData request.
+
+    `cloudwatch` is anything with boto3's `put_metric_data` signature: a client, or `MotoProcess.calls`.
+    Returns how many datapoints were written.
+    """
+    data = [
+        {
+            "MetricName": "CPUUtilization",
+            "Dimensions": [{"Name": "InstanceId", "Value": instance_id}],
+            "Timestamp": when,
+            "Value": value,
+            "Unit": "Percent",
+        }
+        for instance_id, when, value in points
+    ]
+    for start in range(0, len(data), 1000):
+        cloudwatch.put_metric_data(Namespace="AWS/EC2", MetricData=data[start : start + 1000])
+    return len(data)
+
+
 def seed_cpu(
     moto: MotoProcess,
     values: Mapping[str, float],
@@ -361,23 +382,23 @@ def seed_cpu(
 ) -> int:
     """A CPUUtilization datapoint every `period` over the last `window` per instance; returns how many."""
     now = datetime.now(UTC)
-    points = []
     steps = int(window / period)
-    for instance_id, value in values.items():
-        for step in range(steps):
-            points.append(
-                {
-                    "MetricName": "CPUUtilization",
-                    "Dimensions": [{"Name": "InstanceId", "Value": instance_id}],
-                    "Timestamp": now - period * step - timedelta(seconds=30),
-                    "Value": value,
-                    "Unit": "Percent",
-                }
-            )
-    for start in range(0, len(points), 1000):
-        batch = points[start : start + 1000]
-        moto.call("cloudwatch", "put_metric_data", Namespace="AWS/EC2", MetricData=batch)
-    return len(points)
+    points = [
+        (instance_id, now - period * step - timedelta(seconds=30), value)
+        for instance_id, value in values.items()
+        for step in range(steps)
+    ]
+    return put_cpu(_MotoCloudWatch(moto), points)
+
+
+class _MotoCloudWatch:
+    """`put_metric_data` run inside the moto process, as the benchmark's other AWS calls are."""
+
+    def __init__(self, moto: MotoProcess) -> None:
+        self._moto = moto
+
+    def put_metric_data(self, **kwargs: Any) -> None:
+        self._moto.call("cloudwatch", "put_metric_data", **kwargs)
 
 
 def x86_image(moto: MotoProcess) -> str:
