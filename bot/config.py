@@ -82,6 +82,7 @@ class Settings(BaseSettings):
     )
     aws_profile: str | None = Field(default=None, validation_alias="AWS_PROFILE")
     aws_endpoint_url: str | None = Field(default=None, validation_alias="AWS_ENDPOINT_URL")
+    aws_read_timeout: Duration = timedelta(seconds=30)
 
     # --- HTTP server -----------------------------------------------------------------------------
     host: str = "127.0.0.1"

@@ -81,6 +81,7 @@ def aws_config_from(settings: Settings) -> AwsConfig:
         region=settings.aws_region,
         profile=settings.aws_profile,
         endpoint_url=settings.aws_endpoint_url,
+        read_timeout_seconds=settings.aws_read_timeout.total_seconds(),
         ami_id=settings.ami_id,
         gpu_root_volume_gb=settings.gpu_root_volume_gb,
         default_root_volume_gb=settings.root_volume_gb,

@@ -109,3 +109,12 @@ def test_every_option_is_documented() -> None:
     for field in Settings.model_fields:
         for name in re.split(r" or ", env_name(field)):
             assert f"`{name}`" in doc, f"{name} is not documented in docs/configuration.md"
+
+
+def test_the_aws_read_timeout_reaches_the_provider_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bot.wiring import aws_config_from
+
+    monkeypatch.setenv("RUNCTL_AWS_READ_TIMEOUT", "2m")
+    assert aws_config_from(load_settings()).read_timeout_seconds == 120.0
+    monkeypatch.delenv("RUNCTL_AWS_READ_TIMEOUT")
+    assert aws_config_from(load_settings()).read_timeout_seconds == 30.0
