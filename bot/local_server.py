@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from abc import ABC, abstractmethod
 from socketserver import BaseServer
 from types import TracebackType
 from typing import Self
@@ -15,8 +16,8 @@ from typing import Self
 log = logging.getLogger(__name__)
 
 
-class LocalServer:
-    """Subclasses build the server (`_make_server`) and may release waiters first (`_before_stop`)."""
+class LocalServer(ABC):
+    """Subclasses build the server (`_make_server`) and release their waiters first (`_before_stop`)."""
 
     #: How the service is named in logs and errors.
     label = "local server"
@@ -30,9 +31,11 @@ class LocalServer:
         self._thread: threading.Thread | None = None
         self._stopped = False
 
+    @abstractmethod
     def _make_server(self) -> BaseServer:
-        raise NotImplementedError
+        """The bound, not yet serving, server for this service's host and requested port."""
 
+    @abstractmethod
     def _before_stop(self) -> None:
         """Release whatever keeps requests open (long polls, websockets) so shutdown doesn't wait."""
 
