@@ -7,7 +7,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from bot.slack.standin import SlackStandIn
 from tests.support.databases import skip_unless_postgres
+from tests.support.moto import MotoServer, apply_aws_env
+from tests.support.slack import running_standin
 
 _LEAKY = (
     "SLACK_BOT_TOKEN",
@@ -36,3 +39,27 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/aws-credentials")
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     yield
+
+
+# --- shared fixtures: one moto server for the run (each test that takes `aws` gets it empty) -------
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[MotoServer]:
+    server = MotoServer.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def aws(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> MotoServer:
+    """An empty moto cloud; the environment points every boto3 client at it with fake credentials."""
+    moto_server.reset()
+    apply_aws_env(monkeypatch, moto_server.endpoint_url)
+    return moto_server
+
+
+@pytest.fixture
+def standin() -> Iterator[SlackStandIn]:
+    with running_standin(rate_limit_per_channel=None) as s:
+        yield s

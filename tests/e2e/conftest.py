@@ -9,22 +9,8 @@ import pytest
 
 from bot.slack.standin import SlackStandIn
 from tests.support.harness import Bot, running_bot
-from tests.support.moto import MotoServer, apply_aws_env
+from tests.support.moto import MotoServer
 from tests.support.slack import running_standin
-
-
-@pytest.fixture(scope="session")
-def moto_server() -> Iterator[MotoServer]:
-    server = MotoServer.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def aws(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> MotoServer:
-    moto_server.reset()
-    apply_aws_env(monkeypatch, moto_server.endpoint_url)
-    return moto_server
 
 
 @pytest.fixture

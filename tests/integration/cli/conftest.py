@@ -5,35 +5,20 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
 
-from bot.slack.standin import SlackStandIn
 from tests.support.moto import MotoServer, aws_env
-from tests.support.slack import running_standin
 
 REPO = Path(__file__).resolve().parents[3]
-
-
-@pytest.fixture(scope="session")
-def moto_server() -> Iterator[MotoServer]:
-    server = MotoServer.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
 def aws(moto_server: MotoServer) -> MotoServer:
     moto_server.reset()
     return moto_server
-
-
-@pytest.fixture
-def standin() -> Iterator[SlackStandIn]:
-    with running_standin(rate_limit_per_channel=None) as s:
-        yield s
 
 
 def base_env(tmp_path: Path, extra: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import boto3
@@ -19,7 +19,6 @@ from tests.support.moto import (
     ApiCallCounter,
     FaultInjector,
     MotoServer,
-    apply_aws_env,
 )
 
 # Tiny waits keep retries fast; the bounds are the real ones the policy enforces.
@@ -31,21 +30,6 @@ FAST_RETRY = RetryPolicy(
 # The models the provider's own session reads (EC2 cut to the operations it sends), so every test here also
 # proves `EC2_OPERATIONS` complete. One loader for the run: each model is parsed and cut once.
 _PROVIDER_LOADER = TrimmedModelLoader(TRIMMED_MODELS)
-
-
-@pytest.fixture(scope="session")
-def moto_server() -> Iterator[MotoServer]:
-    server = MotoServer.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def aws(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> MotoServer:
-    """An empty moto cloud; the environment points every boto3 client at it with fake credentials."""
-    moto_server.reset()
-    apply_aws_env(monkeypatch, moto_server.endpoint_url)
-    return moto_server
 
 
 @pytest.fixture

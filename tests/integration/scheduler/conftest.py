@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -13,30 +13,10 @@ import pytest
 from bot.scheduler.runtime import SchedulerRuntime
 from bot.slack.standin import SlackStandIn
 from tests.support.harness import Bot, running_bot
-from tests.support.moto import MotoServer, apply_aws_env, put_metric_points, run_instances
-from tests.support.slack import BOB, FLEET, running_standin
+from tests.support.moto import MotoServer, put_metric_points, run_instances
+from tests.support.slack import BOB, FLEET
 
 TEAM = FLEET.id
-
-
-@pytest.fixture(scope="session")
-def moto_server() -> Iterator[MotoServer]:
-    server = MotoServer.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def aws(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> MotoServer:
-    moto_server.reset()
-    apply_aws_env(monkeypatch, moto_server.endpoint_url)
-    return moto_server
-
-
-@pytest.fixture
-def standin() -> Iterator[SlackStandIn]:
-    with running_standin(rate_limit_per_channel=None) as s:
-        yield s
 
 
 BotFactory = Callable[..., AbstractContextManager[Bot]]

@@ -13,13 +13,6 @@ from tests.support.moto import MotoServer, apply_aws_env
 from tests.support.slack import running_standin
 
 
-@pytest.fixture(scope="session")
-def moto_server() -> Iterator[MotoServer]:
-    server = MotoServer.start()
-    yield server
-    server.stop()
-
-
 @pytest.fixture
 def bot(tmp_path: Path, moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[Bot]:
     moto_server.reset()

@@ -43,34 +43,14 @@ from providers.base import (
 from storage.models import TrainingJob
 from tests.integration.training.conftest import TRAIN_PY, Machine, make_machine, tar_gz
 from tests.support.harness import Bot, rendered, running_bot
-from tests.support.moto import MotoServer, apply_aws_env, tag_specifications
-from tests.support.slack import BOB, FLEET, running_standin
+from tests.support.moto import MotoServer, tag_specifications
+from tests.support.slack import BOB, FLEET
 
 BUCKET = "runctl-service-tests"
 CODE_URI = f"s3://{BUCKET}/code/train.tar.gz"
 _JOB_LINE = re.compile(r"^job_id=(job-[0-9a-z]+)$", re.MULTILINE)
 # The provider sends one SendCommand per 50 instances, in the order it was given them.
 SSM_CHUNK = 50
-
-
-@pytest.fixture(scope="session")
-def moto_server() -> Iterator[MotoServer]:
-    server = MotoServer.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def aws(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> MotoServer:
-    moto_server.reset()
-    apply_aws_env(monkeypatch, moto_server.endpoint_url)
-    return moto_server
-
-
-@pytest.fixture
-def standin() -> Iterator[SlackStandIn]:
-    with running_standin(rate_limit_per_channel=None) as s:
-        yield s
 
 
 @pytest.fixture

@@ -27,13 +27,6 @@ SIGNED_MONITORING = {
 FORM = {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"}
 
 
-@pytest.fixture(scope="module")
-def moto_server() -> Iterator[MotoServer]:
-    server = MotoServer.start()
-    yield server
-    server.stop()
-
-
 @pytest.fixture
 def proxy(moto_server: MotoServer) -> Iterator[CountingProxy]:
     moto_server.reset()
