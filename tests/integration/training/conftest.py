@@ -219,12 +219,17 @@ class Machine:
             time.sleep(0.1)
 
     def wait_finished(self, job_ids: Iterable[str], *, timeout: float = 45) -> dict[str, JobObservation]:
+        """Wait for a verdict *and* for the runner to be gone: the runner writes the exit code as its last
+        record and then exits, so for a moment a finished job still shows a live runner."""
         ids = list(job_ids)
-        return self.wait_until(
-            ids,
-            lambda seen: all(job in seen and classify(seen[job]) is not JobOutcome.RUNNING for job in ids),
-            timeout=timeout,
-        )
+
+        def over(seen: dict[str, JobObservation]) -> bool:
+            return all(
+                job in seen and classify(seen[job]) is not JobOutcome.RUNNING and not seen[job].alive
+                for job in ids
+            )
+
+        return self.wait_until(ids, over, timeout=timeout)
 
     def cancel(self, job_id: str, grace_seconds: int) -> CancelResult | None:
         return parse_cancel(self.run(cancel_script(job_id, grace_seconds)))
