@@ -7,8 +7,8 @@ The idle reminder comes first because the terminate step removes the very machin
 
 from __future__ import annotations
 
+import json
 import re
-import time
 import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -18,7 +18,7 @@ import pytest
 from playwright.sync_api import BrowserContext, Page, expect
 
 from bot.sandbox.runner import Sandbox
-from bot.sandbox.users import APPROVER, REQUESTER
+from bot.sandbox.users import APPROVER, DEMO_CHANNEL, REQUESTER
 from providers.tags import KEEP_UNTIL
 from tests.browser.real_bot import (
     instance_state,
@@ -53,19 +53,18 @@ def shots_dir(request: pytest.FixtureRequest) -> Path:
     return directory
 
 
-def test_sandbox_starts_in_under_ten_seconds(tmp_path: Path) -> None:
-    """A generous ceiling only; the <5 s target is measured in benchmarks/, not asserted here.
-
-    `started_in` is running_sandbox's own measure (entry to ready); the outer figure adds this test's
-    moto reset and is printed for comparison.
-    """
-    started = time.perf_counter()
+def test_a_fresh_sandbox_starts_and_serves_its_page_config(tmp_path: Path) -> None:
+    """Start-up time is measured in benchmarks/ (startup), not asserted here: a ceiling in a test only
+    turns a slow CI machine into a red build."""
     with isolated_sandbox(tmp_path / "sandbox-data") as sandbox:
-        outer = time.perf_counter() - started
         with urllib.request.urlopen(f"{sandbox.url}/api/config", timeout=5) as response:
             assert response.status == 200
-        print(f"running_sandbox started in {sandbox.started_in:.2f} s ({outer:.2f} s with the moto reset)")
-        assert sandbox.started_in < 10.0, f"running_sandbox took {sandbox.started_in:.2f} s to start"
+            config = json.loads(response.read())
+        assert sandbox.started_in > 0
+    assert config["command"] == "/runctl"
+    assert config["channel"]["id"] == DEMO_CHANNEL.id
+    assert {person["id"] for person in config["people"]} >= {REQUESTER.id, APPROVER.id}
+    assert "list" in {verb["name"] for verb in config["verbs"]}
 
 
 def test_list_remind_keep_terminate_approve_with_the_real_bot(
