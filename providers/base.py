@@ -65,6 +65,8 @@ class Instance:
     public_ip: str | None = None
     state_reason_code: str | None = None
     state_reason_message: str | None = None
+    # When the cloud says the current state began, where it says so (EC2 dates it in the transition reason).
+    state_changed_at: datetime | None = None
     provider: str = "aws"
 
     @property
@@ -210,7 +212,13 @@ class Provider(Protocol):
     def remove_tags(self, instance_ids: Sequence[str], keys: Sequence[str]) -> None: ...
 
     def utilisation(
-        self, instance_ids: Sequence[str], *, end: datetime, window: timedelta, period_seconds: int = 300
+        self,
+        instance_ids: Sequence[str],
+        *,
+        end: datetime,
+        window: timedelta,
+        period_seconds: int = 300,
+        instance_types: Mapping[str, str] | None = None,
     ) -> dict[str, dict[str, UtilisationSeries]]: ...
 
     def run_command(self, instance_ids: Sequence[str], script: str, *, comment: str = "") -> list[str]: ...

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from bot.services.audit import Auditor
 from bot.services.deps import ServiceDeps
 from bot.services.pricing import Prices
-from providers.base import Instance
+from providers.base import Instance, InstanceState
 from storage.repositories import TransitionRecord
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,8 @@ class TrackingService:
         started = deps.clock.now()
         instances = deps.provider.list_managed()
         hourly = self._prices.hourly_by_instance(instances)
-        changes = deps.repos.resources.upsert_from_cloud(instances, started, hourly)
+        ended = self._ended_since_last_listing(instances)
+        changes = deps.repos.resources.upsert_from_cloud([*instances, *ended], started, hourly)
         changes += deps.repos.resources.close_missing(
             [i.id for i in instances], started, provider=deps.provider.name, region=deps.provider.region
         )
@@ -55,6 +56,19 @@ class TrackingService:
                 },
             )
         return ReconcileResult(tuple(instances), tuple(changes), tuple(linked))
+
+    def _ended_since_last_listing(self, listed: list[Instance]) -> list[Instance]:
+        """Machines the database still has open that the listing (which leaves out terminated ones) did
+        not return, described by id: EC2 keeps a terminated machine visible for about an hour, with the
+        reason (a spot reclaim says so). What is not found at all is closed by `close_missing`."""
+        deps = self._deps
+        gone = deps.repos.resources.open_ids(provider=deps.provider.name, region=deps.provider.region) - {
+            i.id for i in listed
+        }
+        if not gone:
+            return []
+        found = deps.provider.describe_many(sorted(gone))
+        return [i for i in found.values() if i.state is InstanceState.TERMINATED]
 
     def _heal_operations(self, instances: list[Instance]) -> list[str]:
         """Launch operations left `executing` by a crash are completed from the machine their tag names."""

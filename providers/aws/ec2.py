@@ -41,6 +41,19 @@ RESERVED_LAUNCH_TAGS = frozenset(
     {tagschema.MANAGED, tagschema.OWNER, tagschema.PROJECT, tagschema.CREATED, tagschema.REQUEST}
 )
 _TOKEN_SAFE = re.compile(r"[^A-Za-z0-9]")
+# EC2 dates a state change in `StateTransitionReason`: "User initiated (2026-11-29 14:02:11 GMT)".
+_TRANSITION_TIME = re.compile(r"\((\d{4}-\d{2}-\d{2}) (\d{2}:\d{2}:\d{2}) (?:GMT|UTC)\)")
+
+
+def transition_time(reason: object) -> datetime | None:
+    """The time in an EC2 `StateTransitionReason`, or None when it carries none (or a malformed one)."""
+    found = _TRANSITION_TIME.search(reason) if isinstance(reason, str) else None
+    if found is None:
+        return None
+    try:
+        return datetime.fromisoformat(f"{found.group(1)}T{found.group(2)}").replace(tzinfo=UTC)
+    except ValueError:
+        return None
 
 
 def parse_instance(raw: Mapping[str, Any], region: str) -> Instance:
@@ -68,6 +81,7 @@ def parse_instance(raw: Mapping[str, Any], region: str) -> Instance:
         public_ip=raw.get("PublicIpAddress") or None,
         state_reason_code=reason.get("Code") or None,
         state_reason_message=reason.get("Message") or None,
+        state_changed_at=transition_time(raw.get("StateTransitionReason")),
     )
 
 

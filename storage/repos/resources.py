@@ -57,6 +57,9 @@ class TransitionRecord:
     reason_code: str | None = None
     reason_message: str | None = None
     hourly_usd: float | None = None
+    # When the cloud says the change happened (not stored: `at` is when the bot saw it, which cost and
+    # notice keys rely on); only the notice of the same reconcile reads it.
+    cloud_at: datetime | None = None
 
     @property
     def first_sight(self) -> bool:
@@ -153,6 +156,8 @@ class ResourceRepository:
         for instance in chunk:
             row = known.get(instance.id)
             fields = _cloud_fields(instance)
+            # A terminated machine is gone for good: its row closes now, as if the listing had missed it.
+            closed_at = seen_at if instance.state is InstanceState.TERMINATED else None
             previous: str | None
             if row is None:
                 inserts.append(
@@ -160,7 +165,7 @@ class ResourceRepository:
                         "id": instance.id,
                         "first_seen": seen_at,
                         "last_seen": seen_at,
-                        "closed_at": None,
+                        "closed_at": closed_at,
                         "operation_id": instance.operation_id,
                         **fields,
                     }
@@ -173,7 +178,7 @@ class ResourceRepository:
                     {
                         "key": instance.id,
                         "last_seen": seen_at,
-                        "closed_at": None,
+                        "closed_at": closed_at,
                         "operation_id": row.operation_id or instance.operation_id,
                         **fields,
                     }
@@ -194,6 +199,7 @@ class ResourceRepository:
                         reason_code=instance.state_reason_code,
                         reason_message=instance.state_reason_message,
                         hourly_usd=prices.get(instance.id),
+                        cloud_at=instance.state_changed_at,
                     )
                 )
         if inserts:
@@ -203,6 +209,16 @@ class ResourceRepository:
         if records:  # after the resources they reference
             connection.execute(insert(_TRANSITIONS), [record.row() for record in records])
         return records
+
+    def open_ids(self, *, provider: str | None = None, region: str | None = None) -> set[str]:
+        """Ids of the rows not closed yet (of `provider`/`region`, when given): one plain-column read."""
+        query = select(_RESOURCES.c.id).where(_RESOURCES.c.closed_at.is_(None))
+        if provider is not None:
+            query = query.where(_RESOURCES.c.provider == provider)
+        if region is not None:
+            query = query.where(_RESOURCES.c.region == region)
+        with session_scope(self._engine) as session:
+            return set(session.connection().execute(query).scalars())
 
     def close_missing(
         self,

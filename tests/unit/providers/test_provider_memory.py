@@ -78,6 +78,24 @@ def test_instances_are_slotted_and_share_repeated_strings() -> None:
     assert not hasattr(series, "__dict__")
 
 
+@pytest.mark.parametrize(
+    ("reason", "expected"),
+    [
+        ("Service initiated (2026-11-29 14:02:11 GMT)", datetime(2026, 11, 29, 14, 2, 11, tzinfo=UTC)),
+        ("User initiated (2025-03-03 08:00:00 UTC)", datetime(2025, 3, 3, 8, 0, tzinfo=UTC)),
+        ("Service initiated", None),
+        ("User initiated (2026-13-40 99:00:00 GMT)", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_the_state_change_time_is_read_from_the_transition_reason(
+    reason: str | None, expected: datetime | None
+) -> None:
+    raw = {**_raw("i-1", "U0OWNER"), "StateTransitionReason": reason}
+    assert parse_instance(raw, "eu-west-1").state_changed_at == expected
+
+
 def test_slotted_instances_still_copy_with_replace() -> None:
     from dataclasses import replace
 
