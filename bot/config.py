@@ -153,6 +153,7 @@ class Settings(BaseSettings):
     reconcile_interval: Duration = timedelta(minutes=1)
     idle_interval: Duration = timedelta(minutes=5)
     scheduler_lease_ttl: Duration = timedelta(seconds=30)
+    outbox_max_age: Duration = timedelta(hours=12)
 
     # --- Logging ---------------------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -38,6 +38,13 @@ FLEET_HOURLY_USD = Gauge(
     "runctl_fleet_usd_per_hour", "What the running managed fleet costs per hour", registry=REGISTRY
 )
 
+OUTBOX_MESSAGES = Counter(
+    "runctl_slack_outbox_total",
+    "Slack messages through the outbox: sent, queued after a failure, resent, or given up",
+    ["outcome"],
+    registry=REGISTRY,
+)
+
 
 def exposition() -> bytes:
     return generate_latest(REGISTRY)

@@ -302,3 +302,46 @@ class SentNotice(SQLModel, table=True):
 
     key: str = Field(primary_key=True)
     sent_at: datetime = _when(index=True)
+
+
+class OutboxStatus(StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    GAVE_UP = "gave_up"
+
+
+class OutboxKind(StrEnum):
+    POST = "post"  # chat.postMessage to a channel, optionally in a thread
+    DM = "dm"  # conversations.open + chat.postMessage to a user
+    UPDATE = "update"  # chat.update of an existing message; the latest content wins
+
+
+class PendingMessage(SQLModel, table=True):
+    """A Slack message that must not be lost to an outage: written before the first try, drained later.
+
+    `key` is the idempotency key (one notice, one row). A sender holds a row through a lease
+    (`lease_holder`, `lease_until`) taken by compare-and-set, so two drainers never send it twice;
+    `version` moves when an update's content is replaced, so an older send cannot finish a newer one.
+    Sent and abandoned rows stay a while, so the same key is never queued again.
+    """
+
+    __tablename__ = "pending_messages"
+    __table_args__ = (Index("ix_pending_messages_status_next_attempt_at", "status", "next_attempt_at"),)
+
+    key: str = Field(primary_key=True)
+    kind: str
+    channel: str  # a channel id, or the user id for a DM
+    thread_ts: str | None = None
+    ts: str | None = None  # the message an update edits
+    text: str = Field(sa_type=Text)
+    blocks: list[dict[str, Any]] | None = Field(default=None, sa_column=_json(nullable=True))
+    status: str = OutboxStatus.PENDING
+    attempts: int = 0
+    last_error: str | None = Field(default=None, sa_type=Text)
+    created_at: datetime = _when()
+    next_attempt_at: datetime = _when()
+    lease_holder: str | None = None
+    lease_until: datetime | None = _when(nullable=True)
+    finished_at: datetime | None = _when(nullable=True, index=True)
+    sent_ts: str | None = None
+    version: int = 0

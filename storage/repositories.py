@@ -19,6 +19,7 @@ from storage.repos import (
     LeaseRepository,
     NoticeRepository,
     OperationRepository,
+    OutboxRepository,
     PriceCacheRepository,
     ResourceRepository,
     SubscriptionRepository,
@@ -44,6 +45,7 @@ class Repositories:
     job_runs: JobRunRepository
     notices: NoticeRepository
     history: HistoryRepository
+    outbox: OutboxRepository
 
     @classmethod
     def from_engine(cls, engine: Engine) -> Repositories:
@@ -61,4 +63,5 @@ class Repositories:
             job_runs=JobRunRepository(engine),
             notices=NoticeRepository(engine),
             history=HistoryRepository(engine),
+            outbox=OutboxRepository(engine),
         )

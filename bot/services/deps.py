@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from bot.core.access import RoleBook
 from bot.core.clock import Clock
 from bot.core.policy import SafetyPolicy
+from bot.services.outbox import Outbox
 from bot.services.ports import Notifier
 from providers.base import Provider
 from storage.repositories import Repositories
@@ -23,6 +24,11 @@ class ServiceDeps:
     roles: RoleBook
     enforce: bool = False  # idle rules act only when an admin turned enforcement on (dry-run first)
     team_channel: str | None = None
+
+    @property
+    def outbox(self) -> Outbox:
+        """Slack messages that must outlive an outage go through here (see `bot.services.outbox`)."""
+        return Outbox(self.repos.outbox, self.notifier, self.clock)
 
 
 def new_operation_id() -> str:

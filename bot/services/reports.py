@@ -207,22 +207,39 @@ class ReportService:
         return f"{local.date().isoformat()}T{sub.at_time}"
 
     def send_due(self) -> list[str]:
-        """Post every report whose time has come and that no process has sent for this slot."""
+        """Post every report whose time has come and that no process has sent for this slot.
+
+        The slot is claimed before posting, so two processes post once. If the post fails (slack_sdk's
+        retries gave up: Slack is down), the claim is given back with a compare-and-set and a later tick
+        posts it. If only the chart upload fails, the message is out and is not posted again.
+        """
         now = self._deps.clock.now()
         sent: list[str] = []
         data: ReportData | None = None
-        for sub in self._deps.repos.subscriptions.list_all():
+        repos, notifier = self._deps.repos, self._deps.notifier
+        for sub in repos.subscriptions.list_all():
             slot = self.due_slot(sub, now)
             if slot is None or (sub.last_sent_slot is not None and sub.last_sent_slot >= slot):
                 continue
-            if not self._deps.repos.subscriptions.claim_slot(sub.id or 0, slot):
+            if not repos.subscriptions.claim_slot(sub.id or 0, slot):
                 continue
-            data = data or self.build()
             title = "Daily fleet report" if sub.cadence == Cadence.DAILY else "Weekly fleet report"
             try:
+                data = data or self.build()
                 text, blocks = self.render(data, title)
-                ref = self._deps.notifier.post(sub.channel, text, blocks)
-                self._deps.notifier.upload(
+                ref = notifier.post(sub.channel, text, blocks)
+            except Exception:
+                released = repos.subscriptions.release_slot(sub.id or 0, slot, sub.last_sent_slot)
+                log.exception(
+                    "report for %s (%s) was not posted; %s",
+                    sub.channel,
+                    slot,
+                    "a later tick retries it" if released else "the slot moved on meanwhile",
+                )
+                continue
+            sent.append(f"{sub.channel}:{slot}")
+            try:
+                notifier.upload(
                     sub.channel,
                     f"fleet-cost-{data.at:%Y%m%d}.png",
                     cost_chart(data),
@@ -230,7 +247,10 @@ class ReportService:
                     alt_text="Bar chart of daily fleet cost per project over the last 7 days",
                     thread_ts=ref.ts,
                 )
-                sent.append(f"{sub.channel}:{slot}")
             except Exception:
-                log.exception("report for %s (%s) failed", sub.channel, slot)
+                log.exception(
+                    "the chart of report %s (%s) was not uploaded; the report itself is out",
+                    sub.channel,
+                    slot,
+                )
         return sent

@@ -19,6 +19,7 @@ How the job state stays honest:
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -1561,19 +1562,22 @@ class TrainingService:
         if job is None or not (job.slack_channel and job.slack_ts):
             return
         text, blocks = self._card(job, job.status, instance_type=end.instance_type, detail=end.sentence)
-        try:
-            self._deps.notifier.update(MessageRef(job.slack_channel, job.slack_ts), text, blocks)
+        try:  # through the outbox: during a Slack outage the newest card is sent once Slack is back
+            self._deps.outbox.update(MessageRef(job.slack_channel, job.slack_ts), text, blocks)
         except Exception:
             log.exception("could not update the message of job %s", job_id)
 
     def _tell(self, job: TrainingJob, text: str, blocks: list[bk.Block]) -> MessageRef | None:
-        """In the job's thread; a job without one tells its owner directly."""
-        notifier = self._deps.notifier
+        """In the job's thread; a job without one tells its owner directly. Through the outbox, keyed by
+        the job and the words, so an outage delays the message and a repeated call does not repeat it;
+        the reference is None when the message waits for Slack."""
+        outbox = self._deps.outbox
+        key = f"job:{job.id}:" + hashlib.sha256(f"{text}\x00{blocks!r}".encode()).hexdigest()[:24]
         try:
             if job.slack_channel and job.slack_ts:
-                return notifier.post(job.slack_channel, text, blocks, thread_ts=job.slack_ts)
+                return outbox.post(key, job.slack_channel, text, blocks, thread_ts=job.slack_ts).ref
             if job.owner.startswith(("U", "W")):
-                return notifier.dm(job.owner, text, blocks)
+                return outbox.dm(key, job.owner, text, blocks).ref
         except Exception:
             log.exception("could not tell the thread of job %s: %s", job.id, text)
         return None

@@ -7,6 +7,7 @@ from storage.repos.deliveries import DeliveryRepository
 from storage.repos.history import HistoryRepository, HistorySnapshot, ResourceSummary, TransitionPoint
 from storage.repos.jobs import JobRepository
 from storage.repos.operations import OperationRepository
+from storage.repos.outbox import OutboxMessage, OutboxRepository
 from storage.repos.prices import PriceCacheRepository
 from storage.repos.resources import (
     MISSING_REASON_CODE,
@@ -30,6 +31,8 @@ __all__ = [
     "MarkResult",
     "NoticeRepository",
     "OperationRepository",
+    "OutboxMessage",
+    "OutboxRepository",
     "PriceCacheRepository",
     "ResourceRepository",
     "ResourceSummary",

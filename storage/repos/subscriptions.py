@@ -99,3 +99,18 @@ class SubscriptionRepository:
         )
         with session_scope(self._engine, write=True) as session:
             return session.exec(statement).rowcount == 1
+
+    def release_slot(self, subscription_id: int, slot: str, previous: str | None) -> bool:
+        """Undo `claim_slot` for a report that never went out, so a later tick sends it: compare-and-set
+        back to `previous`, only while `slot` is still the last one claimed (a newer one is never undone)."""
+        statement = (
+            update(ChannelSubscription)
+            .where(
+                col(ChannelSubscription.id) == subscription_id,
+                col(ChannelSubscription.last_sent_slot) == slot,
+            )
+            .values(last_sent_slot=previous)
+            .execution_options(synchronize_session=False)
+        )
+        with session_scope(self._engine, write=True) as session:
+            return session.exec(statement).rowcount == 1
