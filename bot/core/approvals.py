@@ -133,6 +133,11 @@ class Refusal:
     message: str
 
 
+def _holders(approver_setting: str) -> str:
+    """`admins` for a circuit-breaker batch (RUNCTL_ADMINS), `approvers` otherwise."""
+    return "admins" if approver_setting == "RUNCTL_ADMINS" else "approvers"
+
+
 def _mention(user: str | None) -> str:
     return f"<@{user}>" if user else "someone"
 
@@ -253,7 +258,8 @@ def decide(
         return Refusal(
             approval.id,
             RefusalCode.NOT_APPROVER,
-            f"Only approvers ({approver_setting}) can approve or deny this, and {actor.mention} is not one.",
+            f"Only {_holders(approver_setting)} ({approver_setting}) can approve or deny this, and "
+            f"{actor.mention} is not one.",
         )
     if decision is Decision.APPROVE:
         return _move(

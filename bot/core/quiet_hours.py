@@ -3,8 +3,13 @@
 Automatic stops and idle reminders happen only inside working hours as the owner's wall clock shows them.
 The instant is converted with `zoneinfo`, so a DST change needs no special case: 07:30 UTC is 08:30 in
 Berlin in winter and 09:30 in summer, and on the night the clocks change the hour that does not exist is
-simply never shown. An owner whose Slack time zone is unknown or not an IANA name gets the configured
-default zone, and the evidence says so.
+simply never shown.
+
+An owner whose Slack time zone is unknown (the lookup failed, or the profile has none) or not an IANA name
+is judged in the default zone, and the check is marked `guessed` with a sentence saying why. A guess is
+good enough to time a reminder, never to act: the safety rules refuse an automatic stop on a guessed zone.
+A team that wants unknown owners treated as being in one zone configures it (the idle cycle then passes
+that zone as the owner's, with a note), so the zone is a decision, not a guess.
 """
 
 from __future__ import annotations
@@ -26,6 +31,18 @@ class ResolvedZone:
     zone: ZoneInfo
     name: str
     problem: str | None = None  # set when the requested zone could not be used
+    cause: str | None = None  # the problem without what was used instead ("time zone 'X' is unknown")
+
+
+def is_known_timezone(name: str | None) -> bool:
+    """Whether `name` is an IANA zone this interpreter can load."""
+    if not name:
+        return False
+    try:
+        ZoneInfo(name)
+    except _ZONE_ERRORS:
+        return False
+    return True
 
 
 def resolve_timezone(name: str | None, default: str = "UTC") -> ResolvedZone:
@@ -38,9 +55,11 @@ def resolve_timezone(name: str | None, default: str = "UTC") -> ResolvedZone:
     else:
         problem = "the owner's time zone is unknown"
     try:
-        return ResolvedZone(ZoneInfo(default), default, f"{problem}, so {default} was used")
+        return ResolvedZone(ZoneInfo(default), default, f"{problem}, so {default} was used", problem)
     except _ZONE_ERRORS:
-        return ResolvedZone(ZoneInfo("UTC"), "UTC", f"{problem} and so is {default!r}, so UTC was used")
+        return ResolvedZone(
+            ZoneInfo("UTC"), "UTC", f"{problem} and so is {default!r}, so UTC was used", problem
+        )
 
 
 def is_working_time(now: datetime, zone: ZoneInfo, hours: WorkingHours) -> bool:
@@ -103,7 +122,13 @@ class WorkingTimeCheck:
     local: datetime  # `now` on the owner's wall clock
     zone: str
     next_start: datetime  # UTC; equals `now` when within
-    problem: str | None = None
+    problem: str | None = None  # set when the owner's own zone could not be used
+    cause: str | None = None  # why, without the stand-in ("the owner's time zone is unknown")
+
+    @property
+    def guessed(self) -> bool:
+        """The owner's zone is unknown and `zone` is a stand-in: fine for a reminder, never for a stop."""
+        return self.problem is not None
 
     @property
     def local_label(self) -> str:
@@ -121,6 +146,7 @@ def check_working_time(now: datetime, timezone_name: str | None, hours: WorkingH
         zone=resolved.name,
         next_start=next_working_time(now, resolved.zone, hours),
         problem=resolved.problem,
+        cause=resolved.cause,
     )
 
 

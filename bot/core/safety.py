@@ -25,9 +25,12 @@ Rules, in the order a skipped verdict reports them:
    need `min_age_command` (5 min) unless an admin forces.
 8. `NOT_IDLE` — idle actions need a fresh idle verdict that proves idle; missing or partial data is not idle.
 9. `GRACE` — an idle stop waits `grace` from when the owner was *notified* (not marked).
-10. `QUIET_HOURS` — automatic actions only inside the owner's working hours, in their own time zone.
+10. `QUIET_HOURS` — automatic actions only inside the owner's working hours, in their own time zone. When
+    the owner's zone is unknown (no Slack time zone, or a name that is not IANA) a reminder is timed in the
+    default zone, but an automatic stop is refused: it is never taken on a guessed time zone.
 11. `CIRCUIT_BREAKER` — automatic stops per cycle are capped by count and by share of the managed fleet;
-    `evaluate_batch` applies the cap to every stop/terminate batch (cleanup included), all or nothing.
+    `evaluate_batch` lets the first machines up to the cap through and holds the rest as one batch for an
+    admin, for every stop/terminate batch (cleanup included).
 12. `DRY_RUN` — when enforcement is off, a change that every other rule allows is reported, not made.
     Reminders are not changes and are not held by dry-run.
 
@@ -149,7 +152,8 @@ class ResourceFacts:
     running_job: str | None = None  # id of a training job running on it
     jobs_known: bool = True  # False when the job status could not be read
     idle: IdleVerdict | None = None
-    owner_timezone: str | None = None  # IANA name from the owner's Slack profile
+    owner_timezone: str | None = None  # IANA name from the owner's Slack profile (or the team's, see note)
+    timezone_note: str | None = None  # how `owner_timezone` was chosen when not from Slack (evidence)
     notified_at: datetime | None = None  # when the owner was told it is idle (starts the grace clock)
     kept_until: datetime | None = None  # a keep taken with the reminder buttons
 
@@ -242,7 +246,7 @@ class BatchResult:
 
     @property
     def held_by_breaker(self) -> tuple[Verdict, ...]:
-        """What an admin is asked to approve when the breaker tripped."""
+        """What an admin is asked to approve as one batch when the breaker tripped (the rest went ahead)."""
         return tuple(v for v in self.verdicts if v.rule is Rule.CIRCUIT_BREAKER)
 
 
@@ -477,13 +481,25 @@ def _check_grace(facts: ResourceFacts, ctx: SafetyContext, notes: _Notes) -> _Fa
     return None
 
 
-def _check_quiet_hours(facts: ResourceFacts, ctx: SafetyContext, notes: _Notes) -> _Failure | None:
+def _check_quiet_hours(
+    action: Action, facts: ResourceFacts, ctx: SafetyContext, notes: _Notes
+) -> _Failure | None:
     hours = ctx.policy.working_hours
     check = check_working_time(ctx.now, facts.owner_timezone, hours)
     notes["owner_timezone"] = check.zone
     notes["owner_local_time"] = check.local.isoformat()
     if check.problem:
         notes["timezone_problem"] = check.problem
+    if facts.timezone_note:
+        notes["timezone_note"] = facts.timezone_note
+    if check.guessed and action is not Action.IDLE_REMIND:
+        notes["timezone_unknown"] = True
+        return _Failure(
+            Rule.QUIET_HOURS,
+            f"{check.cause or check.problem} for {facts.instance_id}; the bot never stops a machine on a "
+            "guessed time zone, so this waits until the owner's Slack time zone can be read (or a team "
+            "default time zone is configured)",
+        )
     if check.within:
         return None
     next_local = check.next_start.astimezone(check.local.tzinfo)
@@ -496,23 +512,35 @@ def _check_quiet_hours(facts: ResourceFacts, ctx: SafetyContext, notes: _Notes) 
     )
 
 
-def _breaker_failure(ctx: SafetyContext, iid: str, wanted: int) -> _Failure | None:
+def _breaker_failure(
+    ctx: SafetyContext, iid: str, wanted: int, allowed: int | None = None
+) -> _Failure | None:
+    """`wanted` actions asked for this cycle; `allowed` of them (when given) go ahead, the rest wait."""
     breaker = ctx.policy.breaker
     cap = breaker.cap(ctx.fleet_size)
     if ctx.actions_this_cycle + wanted <= cap:
         return None
+    evidence: dict[str, EvidenceValue] = {
+        "breaker_cap": cap,
+        "fleet_size": ctx.fleet_size,
+        "actions_this_cycle": ctx.actions_this_cycle,
+        "actions_requested": wanted,
+    }
+    if allowed is not None:
+        evidence["actions_allowed"] = allowed
+        evidence["actions_held"] = wanted - allowed
+        tail = (
+            f"the first {allowed} go ahead and {iid} is one of the {wanted - allowed} held for an admin to "
+            "approve as one batch"
+        )
+    else:
+        tail = f"{iid} would make {ctx.actions_this_cycle + wanted}, so an admin must approve the batch"
     return _Failure(
         Rule.CIRCUIT_BREAKER,
         f"circuit breaker: this cycle may take {cap} automatic action(s) (at most {breaker.max_actions}, "
         f"and {breaker.max_fleet_share:.0%} of a managed fleet of {ctx.fleet_size}); it has taken "
-        f"{ctx.actions_this_cycle} and {iid} would make {ctx.actions_this_cycle + wanted}, so an admin must "
-        "approve the batch",
-        {
-            "breaker_cap": cap,
-            "fleet_size": ctx.fleet_size,
-            "actions_this_cycle": ctx.actions_this_cycle,
-            "actions_requested": wanted,
-        },
+        f"{ctx.actions_this_cycle} and {wanted} more are due; {tail}",
+        evidence,
     )
 
 
@@ -538,7 +566,7 @@ def _failures(
     if kind is Action.IDLE_STOP:
         checks.append(_check_grace(facts, ctx, notes))
     if auto:
-        checks.append(_check_quiet_hours(facts, ctx, notes))
+        checks.append(_check_quiet_hours(kind, facts, ctx, notes))
     if with_breaker and auto and kind is Action.IDLE_STOP and not ctx.breaker_approved:
         checks.append(_breaker_failure(ctx, inst.id, 1))
     if ctx.dry_run and kind is not Action.IDLE_REMIND:
@@ -627,10 +655,11 @@ def evaluate_batch(
 ) -> BatchResult:
     """Verdicts for many machines, with the circuit breaker applied across the batch.
 
-    The breaker is all or nothing: when the machines that pass every other rule, plus what the cycle already
-    did, exceed the cap, all of them are held (rule `CIRCUIT_BREAKER`) for an admin to approve, because a
-    batch that large more likely means broken metrics than a suddenly idle team. It applies to every
-    stop/terminate batch, command-started cleanups included. Dry-run batches report whether it would trip.
+    When the machines that pass every other rule, plus what the cycle already did, exceed the cap, the first
+    ones in the order given, up to the cap, keep their verdict and the rest are held (rule
+    `CIRCUIT_BREAKER`) for an admin to approve as one batch: a batch that large more likely means broken
+    metrics than a suddenly idle team, so the bot does no more than the cap on its own. It applies to every
+    stop/terminate batch, command-started cleanups included. Dry-run batches report what it would hold.
     A machine listed twice, or whose facts cannot be judged, is an error, not a verdict.
     """
     verdicts: list[Verdict] = []
@@ -662,16 +691,17 @@ def evaluate_batch(
     candidates = [v for v in verdicts if v.would_allow]
     tripped = context.actions_this_cycle + len(candidates) > cap
     if tripped:
-        held = {v.instance_id for v in candidates}
+        room = max(0, cap - context.actions_this_cycle)
+        held = {v.instance_id for v in candidates[room:]}
         result = []
         for verdict in verdicts:
             if verdict.instance_id not in held:
                 result.append(verdict)
                 continue
-            breaker = _breaker_failure(context, verdict.instance_id, len(candidates))
-            assert breaker is not None
-            failures = [f for f in failures_by_id[verdict.instance_id] if f.rule is Rule.DRY_RUN]
             iid = verdict.instance_id
+            breaker = _breaker_failure(context, iid, len(candidates), room)
+            assert breaker is not None
+            failures = [f for f in failures_by_id[iid] if f.rule is Rule.DRY_RUN]
             held_verdict = _verdict(action, facts_by_id[iid], context, [breaker, *failures], notes_by_id[iid])
             result.append(replace(held_verdict, overridden=verdict.overridden))
         verdicts = result

@@ -5,7 +5,9 @@
 - Every run first claims `(job, slot)` in `job_runs`, so a duplicate firing during a lease hand-over
   does nothing.
 - Jobs live in a `SQLAlchemyJobStore` on the bot's database (coalesce, misfire grace, max_instances=1);
-  the lease renewal runs from a plain thread of this process.
+  a restart keeps a stored job's next run time unless its interval changed, so restarting more often
+  than a job's interval does not starve it. The lease renewal runs from a plain thread of this process.
+- Each reconcile first drains the Slack outbox: messages an outage held back go out once Slack is back.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from bot.scheduler import jobs as job_entry
 from bot.services.alerts import AlertThresholds, CostAlertService
 from bot.services.container import BotServices
 from bot.services.notifications import StateNotifier
+from bot.services.outbox import DrainReport
 from bot.services.reminders import CycleReport, IdleCycleService
 from bot.services.reports import ReportService
 from bot.services.training import ListObjects, TrainingService
@@ -78,7 +81,15 @@ class ScheduledServices:
         )
         return cls(
             idle=IdleCycleService(
-                deps, services.prices, services.operations, services.approvals, services.auditor
+                deps,
+                services.prices,
+                services.operations,
+                services.approvals,
+                services.auditor,
+                # Only a zone the admin chose stands in for an owner's unknown one, never the UTC default.
+                team_timezone=(
+                    settings.default_timezone if "default_timezone" in settings.model_fields_set else None
+                ),
             ),
             reports=ReportService(deps),
             alerts=CostAlertService(
@@ -131,6 +142,9 @@ class SchedulerRuntime:
         self._stop = threading.Event()
         self._renewer: threading.Thread | None = None
         self.jobs = {spec.name: spec for spec in self._specs()}
+        # How long an undelivered Slack message is retried (RUNCTL_OUTBOX_MAX_AGE).
+        self.outbox_max_age: timedelta = settings.outbox_max_age
+        self.last_drain: DrainReport | None = None
 
     def _specs(self) -> list[JobSpec]:
         s = self.scheduled
@@ -147,6 +161,7 @@ class SchedulerRuntime:
     # --- jobs ------------------------------------------------------------------------------------
 
     def _reconcile(self) -> object:
+        self.drain_outbox()
         result = self.services.tracking.reconcile()
         return self.scheduled.state_notices.tell(result.transitions, result.instances)
 
@@ -155,7 +170,17 @@ class SchedulerRuntime:
         return {
             "deliveries": repos.deliveries.purge_before(now - timedelta(days=1)),
             "job_runs": repos.job_runs.purge_before(now - timedelta(days=7)),
+            "outbox": repos.outbox.purge_finished_before(now - timedelta(days=7)),
         }
+
+    def drain_outbox(self) -> DrainReport | None:
+        """Re-send the Slack messages an outage held back; a failure here never stops the reconcile."""
+        try:
+            self.last_drain = self.services.deps.outbox.drain(self.outbox_max_age)
+        except Exception:
+            log.exception("draining the Slack outbox failed")
+            return None
+        return self.last_drain
 
     # --- coordination ----------------------------------------------------------------------------
 
@@ -224,20 +249,38 @@ class SchedulerRuntime:
             timezone=UTC,
         )
         scheduler.start(paused=True)
-        for spec in self.jobs.values():
-            scheduler.add_job(
-                job_entry.run_job,
-                "interval",
-                seconds=max(1, int(spec.every.total_seconds())),
-                args=[spec.name],
-                id=spec.name,
-                replace_existing=True,
-            )
+        self._install_jobs(scheduler)
         self._scheduler = scheduler
         job_entry.register(self)
         self.renew_lease()
         self._renewer = threading.Thread(target=self._renew_loop, name="runctl-lease", daemon=True)
         self._renewer.start()
+
+    def _install_jobs(self, scheduler: Any) -> None:
+        """Add each job, keeping a stored job whose interval is unchanged (and so its next run time), and
+        replacing one whose interval changed. `replace_existing` alone would restart every interval from now
+        at each start, and an hourly job would never run on a bot restarted more often than hourly."""
+        from apscheduler.triggers.interval import IntervalTrigger
+
+        for spec in self.jobs.values():
+            seconds = max(1, int(spec.every.total_seconds()))
+            stored = scheduler.get_job(spec.name)
+            if (
+                stored is not None
+                and isinstance(stored.trigger, IntervalTrigger)
+                and stored.trigger.interval == timedelta(seconds=seconds)
+                and stored.func_ref == f"{job_entry.__name__}:run_job"
+                and list(stored.args) == [spec.name]
+            ):
+                continue
+            scheduler.add_job(
+                job_entry.run_job,
+                "interval",
+                seconds=seconds,
+                args=[spec.name],
+                id=spec.name,
+                replace_existing=True,
+            )
 
     def _renew_loop(self) -> None:
         while not self._stop.wait(self.lease_ttl.total_seconds() / 3):

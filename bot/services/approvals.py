@@ -3,6 +3,11 @@
 Every state change is a compare-and-set on the approval row (and then the operation row), so fifty
 clicks on one Approve button execute once; the losers are told who got there first. The message is
 updated in place after each change. The rules run again at click time with the requester's rights.
+
+A batch the circuit breaker held (`params.breaker_batch`, requested by the bot) is approved by an admin
+only (`RUNCTL_ADMINS`), and on approval it is judged and run by the idle cycle (`BreakerBatchRunner`), so
+the held machines are stopped as idle stops: every idle rule re-checked, reminders closed as stopped by the
+bot, **Start it back** posted for each.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass, replace
+from typing import Protocol
 
 from bot.core import approvals as rules
 from bot.core.safety import Action, Verdict, evaluate
@@ -34,6 +40,24 @@ class ClickResult:
     outcome: Outcome | None = None
 
 
+class BreakerBatchRunner(Protocol):
+    """Who judges and runs an approved breaker batch (the idle cycle)."""
+
+    def judge_held(self, instance_ids: list[str]) -> list[Verdict]: ...
+
+    def run_held(self, op: Operation, proceed: list[str], approved_by: str | None) -> Outcome: ...
+
+
+def is_breaker_batch(op: Operation) -> bool:
+    return bool(op.params.get("breaker_batch"))
+
+
+def _action(op: Operation) -> str:
+    if op.kind == "launch":
+        return rules.LAUNCH
+    return Action.IDLE_STOP.value if is_breaker_batch(op) else op.kind
+
+
 def _state(row: Approval, op: Operation) -> rules.ApprovalState:
     return rules.ApprovalState(
         id=row.id,
@@ -41,7 +65,7 @@ def _state(row: Approval, op: Operation) -> rules.ApprovalState:
         status=rules.ApprovalStatus(row.status),
         created_at=row.created_at,
         expires_at=row.expires_at,
-        action=rules.LAUNCH if op.kind == "launch" else op.kind,
+        action=_action(op),
         instance_ids=tuple(op.instance_ids),
         decided_by=row.decided_by,
         decided_at=row.decided_at,
@@ -57,6 +81,16 @@ class ApprovalService:
         self._ops = operations
         self._costs = costs
         self._audit = auditor
+        self._breaker_runner: BreakerBatchRunner | None = None
+
+    def set_breaker_runner(self, runner: BreakerBatchRunner) -> None:
+        self._breaker_runner = runner
+
+    def _approvers(self, op: Operation | None) -> tuple[frozenset[str], str]:
+        """Who may decide, and the setting that names them: admins alone for a breaker batch."""
+        if op is not None and is_breaker_batch(op):
+            return self._deps.roles.admins, "RUNCTL_ADMINS"
+        return self._deps.roles.approver_ids, "RUNCTL_APPROVERS"
 
     def open(
         self, outcome: Outcome, *, requester: str, channel: str, message: MessageRef | None = None
@@ -112,7 +146,8 @@ class ApprovalService:
             operation_id=outcome.operation_id,
             detail={"approval_id": row.id, "reasons": list(outcome.reasons)},
         )
-        approvers = sorted(self._deps.roles.approver_ids - {requester})
+        op = self._deps.repos.operations.get(outcome.operation_id)
+        approvers = sorted(self._approvers(op)[0] - {requester})
         for approver in approvers[:5]:
             self._deps.notifier.dm(approver, f"{text}. Approve or deny it in <#{ref.channel}>.", None)
         return row
@@ -127,7 +162,8 @@ class ApprovalService:
             return ClickResult(False, "That request has no operation behind it any more.")
         now = self._deps.clock.now()
         actor = self._deps.roles.actor(user)
-        move = rules.decide(_state(row, op), decision, actor, now, self._deps.roles.approver_ids)
+        approvers, setting = self._approvers(op)
+        move = rules.decide(_state(row, op), decision, actor, now, approvers, approver_setting=setting)
         if isinstance(move, rules.Refusal):
             self._audit.event(
                 user,
@@ -147,7 +183,7 @@ class ApprovalService:
             fresh = repos.approvals.get(row.id)
             if fresh is None:
                 return ClickResult(False, "That request no longer exists.")
-            late = rules.decide(_state(fresh, op), decision, actor, now, self._deps.roles.approver_ids)
+            late = rules.decide(_state(fresh, op), decision, actor, now, approvers, approver_setting=setting)
             said = late.message if isinstance(late, rules.Refusal) else "Someone else decided first."
             return ClickResult(False, f"{said} Your click changed nothing.")
         self._audit.event(
@@ -179,7 +215,13 @@ class ApprovalService:
         requester = self._deps.roles.actor(op.requester)
         force = bool(op.params.get("force"))
         verdicts: list[Verdict] = []
-        if op.kind != "launch":
+        runner = self._breaker_runner if is_breaker_batch(op) else None
+        if is_breaker_batch(op) and runner is None:
+            # Never fall back to a plain stop: the held machines must be stopped as idle stops.
+            return Outcome(op.id, op.kind, OpStatus.REFUSED, "the idle cycle is not running in this process")
+        if runner is not None:
+            verdicts = runner.judge_held(list(op.instance_ids))
+        elif op.kind != "launch":
             found = self._ops.describe_many(op.instance_ids)
             ctx = self._ops.context(requester, force=force)
             by_id = {
@@ -222,7 +264,9 @@ class ApprovalService:
             )
         fresh_op = repos.operations.get(op.id)
         assert fresh_op is not None
-        if op.kind == "launch":
+        if runner is not None:
+            outcome = runner.run_held(fresh_op, list(move.proceed), row.decided_by)
+        elif op.kind == "launch":
             outcome = self._ops.execute_launch(fresh_op)
         else:
             outcome = self._ops.execute_power(fresh_op, requester, force=force, earlier=list(move.dropped))

@@ -127,6 +127,7 @@ class CleanupService:
                 end=now,
                 window=policy.idle.window,
                 period_seconds=policy.idle.period_seconds,
+                instance_types={f.instance_id: f.instance.instance_type for f in candidates},
             )
             if candidates
             else {}

@@ -2,8 +2,17 @@
 
 One cycle costs one paginated listing and one batched metrics fetch for the machines the metric-free
 rules leave as candidates. Owners get at most one DM per cycle (a digest, re-rendered in place when a
-machine in it changes); the team channel gets the same digest. The breaker holds large batches for an
-approver. Dry-run (enforcement off) reports what would be stopped and stops nothing.
+machine in it changes); the team channel gets the same digest. Dry-run (enforcement off) reports what
+would be stopped and stops nothing.
+
+- Breaker: the first stops up to the cap go ahead; the rest are held as one batch that only an admin can
+  approve. Held marks stay held while the request waits (later cycles neither stop nor re-ask for them);
+  once approved, the bot stops what a fresh check still allows, closes those reminders as stopped by the
+  bot and posts **Start it back** for each. A denied or expired batch closes its marks, so the lifecycle
+  starts over (new notice, new grace) instead of asking an admin every cycle.
+- Time zones: an owner whose Slack time zone cannot be read is never stopped automatically (the stop waits
+  and the lookup is retried each cycle; the reminder and the log say so), unless a team default zone was
+  configured (`team_timezone`), which is then used as the owner's with a note in the evidence.
 """
 
 from __future__ import annotations
@@ -16,8 +25,17 @@ from decimal import Decimal
 from typing import Any
 
 from bot.core.idle import idle_verdict
+from bot.core.quiet_hours import is_known_timezone
 from bot.core.reminders import KeepRefusal, Mark, Observation, StepKind, next_step, take_keep
-from bot.core.safety import Action, ResourceFacts, Rule, SafetyContext, evaluate, evaluate_batch
+from bot.core.safety import (
+    Action,
+    ResourceFacts,
+    Rule,
+    SafetyContext,
+    Verdict,
+    evaluate,
+    evaluate_batch,
+)
 from bot.services.approvals import ApprovalService
 from bot.services.audit import Auditor
 from bot.services.costs import BOT_STOP_REASON
@@ -36,6 +54,8 @@ from storage.models import CleanupMark, MarkState, Operation
 log = logging.getLogger(__name__)
 
 RULE = "idle"
+BREAKER_OPERATION = "breaker_operation"  # mark evidence: the batch approval holding this mark
+TIMEZONE_PROBLEM = "timezone_problem"  # mark evidence: why the owner's time zone is unknown
 _CANDIDATE_RULES = frozenset({Rule.NOT_IDLE, Rule.QUIET_HOURS})
 
 
@@ -67,6 +87,10 @@ class ButtonResult:
     ephemeral: str | None = None
 
 
+def _who(owner: str | None) -> str:
+    return f"<@{owner}>" if owner and owner.startswith(("U", "W")) else "the owner"
+
+
 def _mark_state(row: CleanupMark) -> Mark:
     return Mark(
         instance_id=row.instance_id,
@@ -85,12 +109,21 @@ class IdleCycleService:
         operations: OperationService,
         approvals: ApprovalService,
         auditor: Auditor,
+        *,
+        team_timezone: str | None = None,
     ) -> None:
+        """`team_timezone`: the zone to assume for owners whose Slack time zone is unknown, only when a
+        team configured one; None (the default) means such owners' machines are never stopped on a guess."""
+        if team_timezone is not None and not is_known_timezone(team_timezone):
+            raise ValueError(f"unknown team time zone {team_timezone!r}")
         self._deps = deps
         self._prices = prices
         self._ops = operations
         self._approvals = approvals
         self._audit = auditor
+        self._team_timezone = team_timezone
+        self._tz_unknown_since: dict[str, datetime] = {}
+        approvals.set_breaker_runner(self)
 
     # --- the cycle -------------------------------------------------------------------------------
 
@@ -108,12 +141,17 @@ class IdleCycleService:
             now=now, policy=deps.policy, automatic=True, dry_run=not deps.enforce, fleet_size=len(fleet)
         )
         facts: dict[str, ResourceFacts] = {}
+        zones: dict[str | None, tuple[str | None, str | None]] = {}
         for inst in running:
             mark = marks.get(inst.id)
+            if inst.owner not in zones:
+                zones[inst.owner] = self._timezone(inst.owner, now)
+            zone, note = zones[inst.owner]
             facts[inst.id] = ResourceFacts(
                 instance=inst,
                 running_job=jobs.get(inst.id),
-                owner_timezone=self._timezone(inst.owner),
+                owner_timezone=zone,
+                timezone_note=note,
                 notified_at=mark.notified_at if mark else None,
                 kept_until=mark.keep_until if mark else None,
             )
@@ -129,6 +167,7 @@ class IdleCycleService:
                 end=now,
                 window=deps.policy.idle.window,
                 period_seconds=deps.policy.idle.period_seconds,
+                instance_types={iid: by_id[iid].instance_type for iid in candidates},
             )
             if candidates
             else {}
@@ -158,6 +197,10 @@ class IdleCycleService:
                     evidence["instance_type"] = observed.instance.instance_type
                     if observed.instance.id in hourly:
                         evidence["hourly_usd"] = hourly[observed.instance.id]
+                    if not is_known_timezone(observed.owner_timezone):
+                        evidence[TIMEZONE_PROBLEM] = self._tz_problem(observed.instance.owner)
+                    elif observed.timezone_note:
+                        evidence["timezone_note"] = observed.timezone_note
                     mark_row.evidence = evidence
                     notify[observed.instance.owner].append(
                         _Notice(mark_row.id or 0, mark_row.instance_id, evidence)
@@ -166,6 +209,13 @@ class IdleCycleService:
                 self._close(row, MarkState.UNMARKED, step.reason)
             elif step.kind is StepKind.ACT and row is not None and observed is not None:
                 acts.append((row, observed))
+            elif (
+                step.kind is StepKind.WAIT
+                and row is not None
+                and step.verdict is not None
+                and step.verdict.evidence.get("timezone_unknown")
+            ):
+                self._wait_for_timezone(row, step.verdict)
             elif step.kind is StepKind.WOULD_ACT and row is not None:
                 report.would_stop.append(iid)
                 self._note_once(
@@ -177,14 +227,55 @@ class IdleCycleService:
             self._act(acts, ctx, report, hourly)
         return report
 
-    def _timezone(self, owner: str | None) -> str | None:
-        if not owner or not owner.startswith(("U", "W")):
-            return None
-        try:
-            return self._deps.notifier.user_timezone(owner)
-        except Exception:
-            log.warning("time zone of %s unavailable", owner)
-            return None
+    def _timezone(self, owner: str | None, now: datetime) -> tuple[str | None, str | None]:
+        """The owner's zone and, when it is the team default standing in, a note saying so.
+
+        Asked every cycle (the notifier caches answers, not failures), so a failed lookup is retried next
+        cycle. Unknown and no team default: the name as Slack gave it (None or not IANA), which the safety
+        rules never stop on.
+        """
+        zone: str | None = None
+        if owner and owner.startswith(("U", "W")):
+            try:
+                zone = self._deps.notifier.user_timezone(owner)
+            except Exception as exc:
+                log.warning("Slack time zone lookup for %s failed: %s", owner, exc)
+        key = owner or "?"
+        if is_known_timezone(zone):
+            self._tz_unknown_since.pop(key, None)
+            return zone, None
+        since = self._tz_unknown_since.setdefault(key, now)
+        if self._team_timezone is not None:
+            note = (
+                f"the Slack time zone of {_who(owner)} is unknown, so the team default {self._team_timezone} "
+                "was used"
+            )
+            return self._team_timezone, note
+        log.warning(
+            "the Slack time zone of %s is unknown (%s, since %s); automatic stops of their machines wait "
+            "until it can be read",
+            owner or "an unowned machine's owner",
+            "not an IANA zone: " + repr(zone) if zone else "no answer",
+            since.isoformat(timespec="minutes"),
+        )
+        return zone, None
+
+    def _tz_problem(self, owner: str | None) -> str:
+        since = self._tz_unknown_since.get(owner or "?")
+        when = f" since {since:%Y-%m-%d %H:%M} UTC" if since else ""
+        return (
+            f"the Slack time zone of {_who(owner)} could not be read{when}, so I will not stop it on my own "
+            "until it can be (Keep and Stop now still work)"
+        )
+
+    def _wait_for_timezone(self, row: CleanupMark, verdict: Verdict) -> None:
+        """A stop that only waits for the owner's time zone: say so on the reminder once, and in the log."""
+        log.warning("idle stop of %s waits: %s", row.instance_id, verdict.reason)
+        if self._deps.repos.notices.first_time(f"tz-unknown:{row.id}", self._deps.clock.now()):
+            self._audit.verdict(verdict)
+            self._rerender(
+                row, f":warning: Not stopped: {self._tz_problem(row.owner)}. I will retry every cycle."
+            )
 
     def _open_mark(self, iid: str, facts: ResourceFacts | None, now: datetime) -> CleanupMark | None:
         evidence = dict(facts.idle.evidence()) if facts and facts.idle else {}
@@ -276,8 +367,9 @@ class IdleCycleService:
         )
 
     def _rerender(self, row: CleanupMark, note: str) -> None:
-        """Re-render every digest that shows this mark, so the buttons and states stay true."""
-        repos, notifier = self._deps.repos, self._deps.notifier
+        """Re-render every digest that shows this mark, so the buttons and states stay true. Through the
+        outbox: during a Slack outage the newest rendering is sent once Slack is back."""
+        repos, outbox = self._deps.repos, self._deps.outbox
         now = self._deps.clock.now()
         for channel, ts, owner in (
             (row.dm_channel, row.dm_ts, row.owner),
@@ -290,7 +382,7 @@ class IdleCycleService:
             lines = [self._line(r, hourly, now, note if r.id == row.id else "") for r in rows]
             text, blocks = views.reminder_digest(lines, now, dry_run=not self._deps.enforce, for_owner=owner)
             try:
-                notifier.update(MessageRef(channel, ts), text, blocks)
+                outbox.update(MessageRef(channel, ts), text, blocks)
             except Exception:
                 log.exception("could not update idle reminder %s/%s", channel, ts)
 
@@ -321,6 +413,9 @@ class IdleCycleService:
         hourly: dict[str, float],
     ) -> None:
         deps = self._deps
+        acts = self._without_held(acts, report)
+        if not acts:
+            return
         # Re-check on fresh cloud state right before acting.
         fresh = deps.provider.describe_many([r.instance_id for r, _ in acts])
         checked = [replace(f, instance=fresh[r.instance_id]) for r, f in acts if r.instance_id in fresh]
@@ -331,10 +426,48 @@ class IdleCycleService:
         held = [v.instance_id for v in batch.held_by_breaker]
         if held:
             report.held_by_breaker.extend(held)
-            self._ask_for_batch(held, [fresh[i] for i in held], ctx.now)
+            self._ask_for_batch([rows[i] for i in held], [fresh[i] for i in held], ctx.now)
         allowed = [v.instance_id for v in batch.allowed]
-        if not allowed:
-            return
+        if allowed:
+            stopped = self._stop(allowed, rows, fresh, by=None)
+            report.stopped.extend(stopped)
+
+    def _without_held(
+        self, acts: list[tuple[CleanupMark, ResourceFacts]], report: CycleReport
+    ) -> list[tuple[CleanupMark, ResourceFacts]]:
+        """Drop marks a breaker batch holds: waiting for an admin, or already being stopped by one.
+
+        A batch that was denied, expired or cancelled closes its marks, so the machine starts over with a
+        new notice and grace period rather than going back to the admin every cycle.
+        """
+        repos = self._deps.repos
+        ready: list[tuple[CleanupMark, ResourceFacts]] = []
+        for row, facts in acts:
+            op_id = row.evidence.get(BREAKER_OPERATION)
+            op = repos.operations.get(str(op_id)) if op_id else None
+            if op is None:
+                ready.append((row, facts))
+            elif op.status == OpStatus.AWAITING_APPROVAL:
+                report.held_by_breaker.append(row.instance_id)
+            elif op.status != OpStatus.EXECUTING:  # executing: an admin's approval is stopping it now
+                # Denied, expired, or approved but skipped by the re-check: not stopped, so start over.
+                why = op.error or f"the batch {op.status}"
+                self._close(
+                    row,
+                    MarkState.UNMARKED,
+                    f"the held batch stop of `{row.instance_id}` did not go ahead ({why}); the reminder "
+                    "starts over",
+                )
+        return ready
+
+    def _stop(
+        self, allowed: list[str], rows: dict[str, CleanupMark], fresh: dict[str, Instance], *, by: str | None
+    ) -> list[str]:
+        """Stop `allowed`, close their reminders as stopped by the bot, post **Start it back** for each.
+
+        `by` is the admin who approved a held batch (None: within the breaker's cap). Returns what stopped.
+        """
+        deps = self._deps
         try:
             states = deps.provider.stop(allowed)
         except ProviderError as exc:
@@ -342,7 +475,7 @@ class IdleCycleService:
             self._audit.event(
                 "runctl-bot", "idle:stop", "failed", target=",".join(allowed), detail={"error": str(exc)}
             )
-            return
+            return []
         changed: list[Instance] = [
             replace(
                 fresh[i],
@@ -356,22 +489,33 @@ class IdleCycleService:
         deps.repos.resources.upsert_from_cloud(
             changed, deps.clock.now(), self._prices.hourly_by_instance(changed)
         )
+        approved = f" (<@{by}> approved the held batch)" if by else ""
+        stopped: list[str] = []
         for iid in allowed:
+            if iid not in states:
+                continue
             row = rows[iid]
-            report.stopped.append(iid)
+            stopped.append(iid)
+            closed = {**row.evidence, "stopped_by": "runctl-bot"} | ({"approved_by": by} if by else {})
             deps.repos.cleanup_marks.transition(
-                row.id or 0, row.state, MarkState.ACTED.value, acted_at=deps.clock.now()
+                row.id or 0, row.state, MarkState.ACTED.value, acted_at=deps.clock.now(), evidence=closed
             )
-            self._audit.event(
-                "runctl-bot", "idle:stop", "succeeded", target=iid, detail={"evidence": dict(row.evidence)}
-            )
+            detail: dict[str, Any] = {"evidence": dict(row.evidence)}
+            if by:
+                detail["approved_by"] = by
+            self._audit.event("runctl-bot", "idle:stop", "succeeded", target=iid, detail=detail)
             fresh_row = deps.repos.cleanup_marks.get(row.id or 0) or row
-            self._rerender(fresh_row, f":octagonal_sign: Stopped `{iid}` after the grace period.")
+            self._rerender(
+                fresh_row,
+                f":octagonal_sign: Stopped by the bot: `{iid}` stayed idle past the grace period{approved}.",
+            )
             self._post_start_back(fresh_row, iid)
+        return stopped
 
     def _post_start_back(self, row: CleanupMark, iid: str) -> None:
-        """The result with **Start it back**, in the thread of the owner's reminder."""
-        notifier = self._deps.notifier
+        """The result with **Start it back**, in the thread of the owner's reminder; through the outbox, so
+        an owner whose machine the bot stopped during a Slack outage still hears of it."""
+        outbox = self._deps.outbox
         blocks = [
             bk.section(
                 f":octagonal_sign: I stopped `{iid}`: it stayed idle past the grace period. Its disk is kept."
@@ -383,19 +527,21 @@ class IdleCycleService:
         for channel, ts in ((row.dm_channel, row.dm_ts), (row.slack_channel, row.slack_ts)):
             if channel and ts:
                 try:
-                    notifier.post(channel, f"Stopped {iid} (idle)", blocks, thread_ts=ts)
+                    key = f"startback:{row.id}:{channel}:{ts}"
+                    outbox.post(key, channel, f"Stopped {iid} (idle)", blocks, thread_ts=ts)
                 except Exception:
                     log.exception("could not post the stop result for %s", iid)
 
-    def _ask_for_batch(self, held: list[str], instances: list[Instance], now: datetime) -> None:
-        """The breaker held these stops: one approval request for the whole batch, once per batch."""
-        key = "breaker:" + ",".join(sorted(held))
-        if not self._deps.repos.notices.first_time(key, now):
-            return
+    def _ask_for_batch(self, rows: list[CleanupMark], instances: list[Instance], now: datetime) -> None:
+        """The breaker held these stops: one request for the whole batch, which only an admin can approve.
+
+        Its marks remember the request, so later cycles neither stop them nor ask again while it waits.
+        """
         channel = self._deps.team_channel
         if channel is None:
-            log.warning("circuit breaker held %d idle stops and no RUNCTL_TEAM_CHANNEL is set", len(held))
+            log.warning("circuit breaker held %d idle stops and no RUNCTL_TEAM_CHANNEL is set", len(rows))
             return
+        held = [r.instance_id for r in rows]
         op = self._deps.repos.operations.create(
             Operation(
                 id=new_operation_id(),
@@ -404,21 +550,112 @@ class IdleCycleService:
                 channel=channel,
                 status=OpStatus.AWAITING_APPROVAL,
                 params={"breaker_batch": True},
-                instance_ids=list(held),
+                instance_ids=held,
                 created_at=now,
                 updated_at=now,
             )
         )
+        for row in rows:
+            self._deps.repos.cleanup_marks.transition(
+                row.id or 0, row.state, row.state, evidence={**row.evidence, BREAKER_OPERATION: op.id}
+            )
         outcome = Outcome(
             op.id,
             "stop",
             OpStatus.AWAITING_APPROVAL,
-            "needs approval",
+            "needs an admin's approval",
             tuple(instances),
-            reasons=(f"the circuit breaker held {len(held)} idle stops in one cycle",),
+            reasons=(
+                f"the circuit breaker held {len(held)} idle stops in one cycle; the ones within its cap went "
+                "ahead, and only an admin can approve these",
+            ),
             details={"breaker_batch": True},
         )
         self._approvals.open(outcome, requester="runctl-bot", channel=channel)
+
+    # --- a held batch, once an admin approved it (called by ApprovalService) ---------------------
+
+    def judge_held(self, instance_ids: list[str]) -> list[Verdict]:
+        """Fresh `IDLE_STOP` verdicts for a held batch: every rule again (fresh metrics, grace, keeps, jobs,
+        the owner's working hours in a known zone, dry-run) except the breaker, which the admin lifted."""
+        deps = self._deps
+        now = deps.clock.now()
+        found = deps.provider.describe_many(instance_ids)
+        marks = {m.instance_id: m for m in deps.repos.cleanup_marks.list_open(instance_ids, rule=RULE)}
+        running = [
+            found[i].id for i in instance_ids if i in found and found[i].state is InstanceState.RUNNING
+        ]
+        jobs = {j.instance_id: j.id for j in deps.repos.jobs.list_active(running)} if running else {}
+        series = (
+            deps.provider.utilisation(
+                running,
+                end=now,
+                window=deps.policy.idle.window,
+                period_seconds=deps.policy.idle.period_seconds,
+                instance_types={i: found[i].instance_type for i in running},
+            )
+            if running
+            else {}
+        )
+        ctx = SafetyContext(
+            now=now,
+            policy=deps.policy,
+            automatic=True,
+            dry_run=not deps.enforce,
+            fleet_size=len(found),
+            breaker_approved=True,
+        )
+        verdicts: list[Verdict] = []
+        for iid in instance_ids:
+            inst = found.get(iid)
+            if inst is None:
+                continue
+            mark = marks.get(iid)
+            zone, note = self._timezone(inst.owner, now)
+            facts = ResourceFacts(
+                instance=inst,
+                running_job=jobs.get(iid),
+                idle=idle_verdict(series.get(iid, {}), deps.policy.idle, now, instance_id=iid),
+                owner_timezone=zone,
+                timezone_note=note,
+                notified_at=mark.notified_at if mark else None,
+                kept_until=mark.keep_until if mark else None,
+            )
+            verdict = evaluate(Action.IDLE_STOP, facts, ctx)
+            self._audit.verdict(verdict)
+            verdicts.append(verdict)
+        return verdicts
+
+    def run_held(self, op: Operation, proceed: list[str], approved_by: str | None) -> Outcome:
+        """Stop what the re-check still allows of an approved batch; the operation ends here."""
+        deps = self._deps
+        rows = {m.instance_id: m for m in deps.repos.cleanup_marks.list_open(proceed, rule=RULE)}
+        fresh = deps.provider.describe_many(proceed)
+        targets = [i for i in proceed if i in rows and i in fresh]
+        stopped = self._stop(targets, rows, fresh, by=approved_by) if targets else []
+        now = deps.clock.now()
+        # Succeeded when anything stopped (the rest are named in the summary); failed when nothing did.
+        status = OpStatus.SUCCEEDED if stopped else OpStatus.FAILED
+        missed = [i for i in proceed if i not in stopped]
+        summary = f"stopped {len(stopped)} held idle machine(s)" + (
+            f"; not stopped: {', '.join(missed)}" if missed else ""
+        )
+        deps.repos.operations.transition(
+            op.id,
+            OpStatus.EXECUTING,
+            status,
+            at=now,
+            result={"stopped": stopped, "not_stopped": missed},
+            error=None if stopped else summary,
+        )
+        return Outcome(
+            op.id,
+            "stop",
+            status,
+            summary,
+            tuple(replace(fresh[i], state=InstanceState.STOPPING) for i in stopped),
+            details={"breaker_batch": True},
+        )
 
     # --- buttons ---------------------------------------------------------------------------------
 
@@ -476,7 +713,11 @@ class IdleCycleService:
         if outcome.status != OpStatus.SUCCEEDED:
             return ButtonResult(f"Not stopped: {outcome.summary}")
         deps.repos.cleanup_marks.transition(
-            mark_id, row.state, MarkState.ACTED.value, acted_at=deps.clock.now()
+            mark_id,
+            row.state,
+            MarkState.ACTED.value,
+            acted_at=deps.clock.now(),
+            evidence={**row.evidence, "stopped_by": user},
         )
         fresh = deps.repos.cleanup_marks.get(mark_id) or row
         self._rerender(fresh, f":octagonal_sign: <@{user}> stopped it.")

@@ -81,14 +81,21 @@ class SlackNotifier:
         self._client.files_upload_v2(**kwargs)
 
     def user_timezone(self, user: str) -> str | None:
-        """The owner's Slack time zone (cached: it rarely changes and users.info is rate limited)."""
+        """The owner's Slack time zone, or None when it is unknown.
+
+        Answers are cached (a zone rarely changes and users.info is rate limited); failures are not, so the
+        next idle cycle asks again. None never means UTC: the idle cycle does not stop on an unknown zone.
+        """
         with self._lock:
             if user in self._timezones:
                 return self._timezones[user]
         try:
             tz = self._client.users_info(user=user)["user"].get("tz")
         except SlackApiError as exc:
-            log.warning("users.info %s failed: %s", user, exc.response.get("error"))
+            log.warning("users.info %s failed (%s); asked again next cycle", user, exc.response.get("error"))
+            return None
+        except Exception as exc:  # connection errors after slack_sdk's own retries: also unknown, not UTC
+            log.warning("users.info %s failed (%s); asked again next cycle", user, exc)
             return None
         with self._lock:
             self._timezones[user] = tz

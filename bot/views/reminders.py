@@ -51,6 +51,15 @@ def evidence_sentence(evidence: dict[str, Any]) -> str:
     return "; ".join(parts) or "no evidence recorded"
 
 
+def _stopped_by(evidence: dict[str, Any]) -> str:
+    """How a closed reminder ended, kept on the line when a later re-render carries another line's note."""
+    who, admin = evidence.get("stopped_by"), evidence.get("approved_by")
+    if who == "runctl-bot":
+        approved = f" ({mention(str(admin))} approved the held batch)" if admin else ""
+        return f":octagonal_sign: Stopped by the bot after the grace period{approved}."
+    return f":octagonal_sign: {mention(str(who))} stopped it."
+
+
 def _line(line: ReminderLine, now: datetime, *, buttons: bool) -> list[bk.Block]:
     head = f"*`{line.instance_id}`* · {line.instance_type} · owner {mention(line.owner)}"
     money_text = f"{money(line.hourly_usd, per_hour=True)}"
@@ -62,8 +71,15 @@ def _line(line: ReminderLine, now: datetime, *, buttons: bool) -> list[bk.Block]
         body += (
             f"\nI will stop it at {format_time(line.grace_ends)} (in {left}) unless it is kept or busy again."
         )
+    if line.state == "notified" and line.evidence.get("timezone_problem"):
+        # The stop waits for a time zone it can trust; the owner should know why nothing happens.
+        body += f"\n:warning: {line.evidence['timezone_problem']}."
+    elif line.evidence.get("timezone_note"):
+        body += f"\n:globe_with_meridians: {line.evidence['timezone_note']}."
     if line.note:
         body += f"\n{line.note}"
+    elif line.state == "acted" and line.evidence.get("stopped_by"):
+        body += f"\n{_stopped_by(line.evidence)}"
     blocks: list[bk.Block] = [bk.section(body)]
     if buttons and line.state == "notified":
         value = str(line.mark_id)

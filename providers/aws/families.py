@@ -18,6 +18,11 @@ _TYPE_RE = re.compile(
 _NVIDIA_SERIES = frozenset({"g", "gr", "p"})
 _NEURON_SERIES = frozenset({"trn", "inf"})
 _OTHER_ACCELERATED_SERIES = frozenset({"dl"})
+# FPGA (f1, f2) and video transcoding (vt1) cards: not GPUs (no DLAMI, no bigger disk), but work on them may
+# leave the CPU idle, so the idle rules treat them like accelerators.
+_CARD_SERIES = frozenset({"f", "vt"})
+# High-memory `u-6tb1.112xlarge` and the like: CPU only, in a name the pattern above does not parse.
+_HIGH_MEMORY_RE = re.compile(r"^u-\d+tb\d*\.[a-z0-9-]+$")
 
 
 class Accelerator(StrEnum):
@@ -59,6 +64,29 @@ def accelerator(instance_type: str) -> Accelerator:
 def is_gpu_family(instance_type: str) -> bool:
     """g*, p*, trn*, inf*, dl*: machines bought for their accelerators (bigger disk, DLAMI, GPU metric)."""
     return accelerator(instance_type) is not Accelerator.NONE
+
+
+def may_have_accelerators(instance_type: str | None) -> bool:
+    """Whether CPU utilisation alone could miss the work on this machine, so a GPU metric must be asked for.
+
+    True for every accelerated type (NVIDIA g/gr/p, but also AMD g4ad, Trainium/Inferentia, Gaudi and
+    Qualcomm dl, FPGA f and video vt): the one configured GPU metric (the CloudWatch agent's
+    `nvidia_smi_utilization_gpu`, say) exists only on some of them, and where it does not, the empty series
+    reads as missing data, which keeps the machine *not idle*. That is the safe side: on a trn1.32xlarge a
+    training job's host process is under 1 % of 128 vCPUs, so CPU alone would call it idle. False only for
+    types known to have no accelerator (t3, m7g, c6i, r6id, u-6tb1, mac2…), which the GPU metric could never
+    cover and whose empty GPU series would otherwise keep them from ever being idle. A name that cannot be
+    read (empty, misspelt, a type newer than this table) counts as possibly accelerated: fail safe.
+    """
+    if not instance_type:
+        return True
+    name = instance_type.strip().lower()
+    if _HIGH_MEMORY_RE.match(name):
+        return False
+    parts = _parts(name)
+    if parts is None:
+        return True
+    return accelerator(name) is not Accelerator.NONE or parts["series"] in _CARD_SERIES
 
 
 def architecture(instance_type: str) -> Architecture:

@@ -2,11 +2,15 @@
 
 One query per (instance, metric); at most 500 queries per request (the API limit), and each request follows
 `NextToken` until its results are complete. 600 instances with CPU only: two requests.
+
+The GPU metric, when configured, is asked for only on machines that may have accelerators
+(`families.may_have_accelerators`): a t3 has no GPU, and an empty GPU series would count as missing data
+and keep it from ever being idle. Any machine whose type is not known gets the GPU query (fail safe).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -14,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from providers.aws.calls import AwsCaller
 from providers.aws.config import CLOUDWATCH_STATISTICS, AwsConfig
 from providers.aws.ec2 import unique
+from providers.aws.families import may_have_accelerators
 from providers.base import UtilisationSeries
 from providers.errors import InvalidRequestError
 
@@ -24,6 +29,9 @@ MAX_QUERIES_PER_CALL = 500
 CPU = "cpu"
 GPU = "gpu"
 _HIGH_RESOLUTION_PERIODS = (1, 5, 10, 30)
+
+# Instance id -> instance type for the ids given; ids it does not know are simply left out.
+InstanceTypeLookup = Callable[[Sequence[str]], Mapping[str, str]]
 
 
 @dataclass(frozen=True)
@@ -82,21 +90,50 @@ class _Query:
         }
 
 
-def build_queries(instance_ids: Sequence[str], specs: Sequence[MetricSpec]) -> list[_Query]:
-    """One query per (instance, metric), in that order, with ids GetMetricData accepts (`cpu0`, `gpu0`...)."""
+def applies(spec: MetricSpec, instance_type: str | None) -> bool:
+    """The GPU metric only where an accelerator may be (unknown type: yes); every other metric everywhere."""
+    return spec.key != GPU or may_have_accelerators(instance_type)
+
+
+def build_queries(
+    instance_ids: Sequence[str],
+    specs: Sequence[MetricSpec],
+    instance_types: Mapping[str, str] | None = None,
+) -> list[_Query]:
+    """One query per (instance, metric that applies to it), in that order, with ids GetMetricData accepts
+    (`cpu0`, `gpu0`...). Without `instance_types` every metric applies to every instance."""
+    types = instance_types if instance_types is not None else {}
     return [
         _Query(f"{spec.key}{index}", instance_id, spec)
         for index, instance_id in enumerate(instance_ids)
         for spec in specs
+        if instance_types is None or applies(spec, types.get(instance_id))
     ]
 
 
 class CloudWatchUtilisation:
-    def __init__(self, client: CloudWatchClient, caller: AwsCaller, config: AwsConfig) -> None:
+    def __init__(
+        self,
+        client: CloudWatchClient,
+        caller: AwsCaller,
+        config: AwsConfig,
+        *,
+        instance_types: InstanceTypeLookup | None = None,
+    ) -> None:
+        """`instance_types` tells which machines may have accelerators; it is asked only when a GPU metric
+        is configured, and without it every machine gets the GPU query (the cautious default)."""
         self._client = client
         self._caller = caller
         self._specs = metric_specs(config)
         self._default_statistic = config.cpu_statistic
+        self._lookup = instance_types
+
+    def _types(self, ids: Sequence[str], given: Mapping[str, str] | None) -> Mapping[str, str] | None:
+        if not any(spec.key == GPU for spec in self._specs):
+            return None  # CPU only: types change nothing, so nothing is looked up
+        if given is not None:
+            return given
+        return self._lookup(ids) if self._lookup is not None else None
 
     def fetch(
         self,
@@ -106,11 +143,13 @@ class CloudWatchUtilisation:
         window: timedelta,
         period_seconds: int = 300,
         statistic: str | None = None,
+        instance_types: Mapping[str, str] | None = None,
     ) -> dict[str, dict[str, UtilisationSeries]]:
-        """Per instance, per configured metric, the series in [end - window, end), oldest first.
+        """Per instance, per metric that applies to it, the series in [end - window, end), oldest first.
 
-        Every requested instance gets every configured metric, possibly empty: missing data must be visible
-        (expected vs received datapoints) so that it can never read as idle.
+        Every requested instance gets every metric that applies to it, possibly empty: missing data must be
+        visible (expected vs received datapoints) so that it can never read as idle. The GPU metric is left
+        out only for machines whose type (from `instance_types`, else the lookup) has no accelerator.
         """
         stat = statistic or self._default_statistic
         validate_window(end, window, period_seconds, stat)
@@ -121,7 +160,7 @@ class CloudWatchUtilisation:
         start_utc = end_utc - window
         expected = expected_datapoints(window, period_seconds)
         points: dict[str, dict[datetime, float]] = {}
-        queries = build_queries(ids, self._specs)
+        queries = build_queries(ids, self._specs, self._types(ids, instance_types))
         for start in range(0, len(queries), MAX_QUERIES_PER_CALL):
             batch = [
                 q.body(period_seconds=period_seconds, statistic=stat)

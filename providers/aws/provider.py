@@ -230,14 +230,28 @@ class AwsProvider:
         window: timedelta,
         period_seconds: int = 300,
         statistic: str | None = None,
+        instance_types: Mapping[str, str] | None = None,
     ) -> dict[str, dict[str, UtilisationSeries]]:
-        """`{instance_id: {"cpu": series, "gpu": series}}`; "gpu" only when a GPU metric is configured.
+        """`{instance_id: {"cpu": series, "gpu": series}}`; "gpu" only when a GPU metric is configured, and
+        only for machines whose type may have an accelerator.
 
         `statistic` defaults to the configured one ("Maximum": one busy minute in a period counts).
+        `instance_types` (id to type) spares a DescribeInstances when a GPU metric is configured; without
+        it the types are described by id.
         """
-        metrics = CloudWatchUtilisation(self.clients.cloudwatch, self._caller, self.config)
+        metrics = CloudWatchUtilisation(
+            self.clients.cloudwatch,
+            self._caller,
+            self.config,
+            instance_types=lambda ids: {i: x.instance_type for i, x in self._ec2.describe_many(ids).items()},
+        )
         return metrics.fetch(
-            instance_ids, end=end, window=window, period_seconds=period_seconds, statistic=statistic
+            instance_ids,
+            end=end,
+            window=window,
+            period_seconds=period_seconds,
+            statistic=statistic,
+            instance_types=instance_types,
         )
 
     def run_command(self, instance_ids: Sequence[str], script: str, *, comment: str = "") -> list[str]:

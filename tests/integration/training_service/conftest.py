@@ -170,9 +170,21 @@ class MachinesOverSsm:
         self.real.remove_tags(instance_ids, keys)
 
     def utilisation(
-        self, instance_ids: Sequence[str], *, end: datetime, window: timedelta, period_seconds: int = 300
+        self,
+        instance_ids: Sequence[str],
+        *,
+        end: datetime,
+        window: timedelta,
+        period_seconds: int = 300,
+        instance_types: Mapping[str, str] | None = None,
     ) -> dict[str, dict[str, UtilisationSeries]]:
-        return self.real.utilisation(instance_ids, end=end, window=window, period_seconds=period_seconds)
+        return self.real.utilisation(
+            instance_ids,
+            end=end,
+            window=window,
+            period_seconds=period_seconds,
+            instance_types=instance_types,
+        )
 
     def on_demand_price(self, instance_type: str) -> Price:
         return self.real.on_demand_price(instance_type)

@@ -269,10 +269,10 @@ def test_quiet_hours_use_the_owners_zone_and_say_when_it_resumes() -> None:
     assert verdict.evidence["working_hours_resume"] == "2026-03-04T13:00:00+00:00"
 
 
-def test_an_unknown_zone_falls_back_to_the_default_with_evidence() -> None:
+def test_an_unknown_zone_never_lets_an_automatic_stop_through() -> None:
     facts = ready_facts(owner_timezone="Mars/Olympus")
     verdict = evaluate(Action.IDLE_STOP, facts, auto_context())
-    assert verdict.allowed
+    assert verdict.rule is Rule.QUIET_HOURS and verdict.evidence["timezone_unknown"] is True
     assert verdict.evidence["owner_timezone"] == "UTC"
     assert verdict.evidence["timezone_problem"] == "time zone 'Mars/Olympus' is unknown, so UTC was used"
     saturday = NOW + timedelta(days=3)
@@ -379,15 +379,15 @@ def test_batch_within_the_cap_is_allowed() -> None:
     assert len(result.allowed) == 3 and result.skipped == () and result.errors == ()
 
 
-def test_batch_over_the_share_is_held_whole_for_an_admin() -> None:
+def test_batch_over_the_share_stops_up_to_the_cap_and_holds_the_rest_for_an_admin() -> None:
     fleet = _fleet(4)
     protected = ready_facts(
         "i-prot", instance=make_instance("i-prot", tags={**MANAGED_TAGS, "runctl:protected": "true"})
     )
     result = evaluate_batch(Action.IDLE_STOP, [*fleet, protected], auto_context(fleet_size=12))
-    assert result.breaker_tripped
-    assert result.allowed == ()
-    assert [v.instance_id for v in result.held_by_breaker] == [f.instance_id for f in fleet]
+    assert result.breaker_tripped and result.breaker_cap == 3  # 25 % of 12
+    assert [v.instance_id for v in result.allowed] == [f.instance_id for f in fleet[:3]]
+    assert [v.instance_id for v in result.held_by_breaker] == [fleet[3].instance_id]
     assert {v.rule for v in result.skipped} == {Rule.CIRCUIT_BREAKER, Rule.PROTECTED}
     held = result.held_by_breaker[0]
     assert held.evidence["actions_requested"] == 4
@@ -403,8 +403,11 @@ def test_batch_counts_actions_already_taken_this_cycle() -> None:
 
 def test_batch_in_dry_run_reports_that_the_breaker_would_trip() -> None:
     result = evaluate_batch(Action.IDLE_STOP, _fleet(5), auto_context(fleet_size=8, dry_run=True))
-    assert result.breaker_tripped
-    assert all(v.rule is Rule.CIRCUIT_BREAKER and v.also == (Rule.DRY_RUN,) for v in result.verdicts)
+    assert result.breaker_tripped and result.breaker_cap == 2
+    first, rest = result.verdicts[:2], result.verdicts[2:]
+    assert all(v.rule is Rule.DRY_RUN and v.would_allow for v in first)
+    assert len(rest) == 3
+    assert all(v.rule is Rule.CIRCUIT_BREAKER and v.also == (Rule.DRY_RUN,) for v in rest)
     small = evaluate_batch(Action.IDLE_STOP, _fleet(2), auto_context(fleet_size=8, dry_run=True))
     assert not small.breaker_tripped
     assert all(v.rule is Rule.DRY_RUN and v.would_allow for v in small.verdicts)
@@ -413,7 +416,9 @@ def test_batch_in_dry_run_reports_that_the_breaker_would_trip() -> None:
 def test_a_command_cleanup_batch_is_bounded_too() -> None:
     facts = [ResourceFacts(make_instance(f"i-{n}")) for n in range(3)]
     result = evaluate_batch(Action.TERMINATE, facts, command_context(fleet_size=4))
-    assert result.breaker_tripped and result.allowed == ()
+    assert result.breaker_tripped and result.breaker_cap == 1
+    assert [v.instance_id for v in result.allowed] == ["i-0"]
+    assert [v.instance_id for v in result.held_by_breaker] == ["i-1", "i-2"]
     starts = evaluate_batch(
         Action.START,
         [ResourceFacts(make_instance(f"i-{n}", state=InstanceState.STOPPED)) for n in range(3)],

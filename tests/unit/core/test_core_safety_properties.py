@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bot.core.policy import SafetyPolicy, WorkingHours
+from bot.core.quiet_hours import is_known_timezone
 from bot.core.safety import (
     Action,
     ResourceFacts,
@@ -119,6 +120,8 @@ def _automatic_violations(
     if not always_working and not _in_working_hours(now, facts.owner_timezone):
         problems.append("quiet hours")
     if action is not Action.IDLE_REMIND:
+        if not is_known_timezone(facts.owner_timezone):
+            problems.append("owner time zone unknown")
         if facts.notified_at is None or now < facts.notified_at + timedelta(hours=1):
             problems.append("grace not over since notification")
         if ctx.dry_run:
