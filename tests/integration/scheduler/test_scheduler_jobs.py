@@ -6,12 +6,17 @@ import io
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+import pytest
+from moto.ec2.models import ec2_backends
+from moto.ec2.models.instances import StateReason
 from PIL import Image
 
+from bot.scheduler.runtime import SchedulerRuntime
 from bot.services.operations import OpStatus
 from providers.base import InstanceState, Lifecycle
 from tests.integration.scheduler.conftest import TEAM, BotFactory, launch, move_to, scheduler_for, texts
-from tests.support.moto import run_instances
+from tests.support.harness import Bot
+from tests.support.moto import ACCOUNT_ID, DEFAULT_REGION, run_instances
 from tests.support.slack import BOB, CAROL, OPS
 
 MONDAY = datetime(2027, 3, 15, 15, 0, tzinfo=UTC)
@@ -39,15 +44,14 @@ def test_two_processes_on_one_database_run_each_job_once_per_tick(make_bot: BotF
         assert b.run("reconcile") and not a.run("approvals")
 
 
-def scheduler_for_other(bot: object, holder: str) -> object:
-    from bot.scheduler.runtime import SchedulerRuntime
-
+def scheduler_for_other(bot: Bot, holder: str) -> SchedulerRuntime:
+    """A second process's runtime on the same database, which (unlike `scheduler_for`) may not lead."""
     runtime = SchedulerRuntime(
-        bot.application.services,  # type: ignore[attr-defined]
-        bot.settings,  # type: ignore[attr-defined]
-        bot.application.engine,  # type: ignore[attr-defined]
+        bot.application.services,
+        bot.settings,
+        bot.application.engine,
         holder=holder,
-        scheduled=bot.application.scheduled,  # type: ignore[attr-defined]
+        scheduled=bot.application.scheduled,
     )
     runtime.renew_lease()
     return runtime
@@ -126,6 +130,85 @@ def test_spot_interruption_is_said_plainly_with_the_running_job(make_bot: BotFac
         assert "job `job-0123abcd` was running" in said
 
 
+def spot_instance(bot: Bot, owner: str = BOB.id) -> str:
+    tags = [{"Key": "runctl:managed", "Value": "true"}, {"Key": "runctl:owner", "Value": owner}]
+    return str(
+        bot.aws.client("ec2").run_instances(
+            ImageId="ami-0d27e0fb3bac4d724",
+            MinCount=1,
+            MaxCount=1,
+            InstanceType="g5.xlarge",
+            InstanceMarketOptions={"MarketType": "spot"},
+            TagSpecifications=[{"ResourceType": "instance", "Tags": tags}],
+        )["Instances"][0]["InstanceId"]
+    )
+
+
+def reclaim(bot: Bot, instance_id: str, how: str, code: str) -> None:
+    """Stop or terminate in moto, then give the machine the state reason EC2 reports for a spot reclaim.
+
+    moto has no spot market to reclaim from, and says "Client.UserInitiatedShutdown" for every stop; its
+    server runs in this process, so the reason is set on moto's own record and DescribeInstances returns it.
+    """
+    ec2 = bot.aws.client("ec2")
+    (ec2.terminate_instances if how == "terminate" else ec2.stop_instances)(InstanceIds=[instance_id])
+    machine = ec2_backends[ACCOUNT_ID][DEFAULT_REGION].get_instance(instance_id)
+    machine.state_reason = StateReason(f"{code}: Spot instance {how}", code)
+
+
+@pytest.mark.parametrize(
+    ("how", "code", "state"),
+    [
+        ("stop", "Server.SpotInstanceStop", "stopped"),
+        ("terminate", "Server.SpotInstanceTermination", "terminated"),
+    ],
+)
+def test_the_reconcile_job_tells_the_owner_aws_reclaimed_the_spot_machine(
+    make_bot: BotFactory, how: str, code: str, state: str
+) -> None:
+    with make_bot() as bot:
+        iid = spot_instance(bot)
+        mine = spot_instance(bot)  # stopped by Bob himself: an ordinary notice
+        runtime = scheduler_for(bot)
+        assert runtime.run("reconcile")
+        assert bot.standin.dms(BOB.id) == []  # first sight is not news
+        from storage.models import TrainingJob
+
+        bot.repos.jobs.create(
+            TrainingJob(
+                id="job-0123abcd",
+                instance_id=iid,
+                owner=BOB.id,
+                status="running",
+                code_uri="s3://b/c.tar.gz",
+                entry="train.py",
+                started_at=bot.clock.now(),
+            )
+        )
+        reclaim(bot, iid, how, code)
+        bot.aws.client("ec2").stop_instances(InstanceIds=[mine])
+
+        bot.clock.advance(minutes=1)
+        assert runtime.run("reconcile")
+        assert runtime.stats["reconcile"].failures == 0
+        row = bot.repos.resources.get(iid)
+        assert row is not None and row.state == state
+        dms = bot.standin.dms(BOB.id)
+        reclaimed = [m for m in dms if "was reclaimed by AWS" in m.text]
+        assert len(reclaimed) == 1
+        said = reclaimed[0].text
+        assert f"Your spot g5.xlarge `{iid}` was reclaimed by AWS" in said
+        assert "job `job-0123abcd` was running" in said
+        assert any(f"`{mine}` (g5.xlarge) has stopped." in m.text for m in dms)
+        assert not any(mine in m.text and "reclaimed" in m.text for m in dms)
+        job = bot.repos.jobs.get("job-0123abcd")
+        assert job is not None and job.status == "lost"  # the job's own thread takes it from there
+
+        bot.clock.advance(minutes=1)
+        assert runtime.run("reconcile")  # nothing new: nothing said twice
+        assert len([m for m in bot.standin.dms(BOB.id) if "was reclaimed by AWS" in m.text]) == 1
+
+
 def test_report_has_the_figures_and_a_real_chart_once_per_slot(make_bot: BotFactory) -> None:
     with make_bot() as bot:
         for _ in range(3):
@@ -142,6 +225,7 @@ def test_report_has_the_figures_and_a_real_chart_once_per_slot(make_bot: BotFact
         body = texts([report])
         assert "3 machine(s)" in body and "Unmanaged running machines" in body
         (chart,) = bot.standin.files()
+        assert chart.content is not None
         image = Image.open(io.BytesIO(chart.content))
         assert image.format == "PNG" and image.size == (800, 360)
         assert (
@@ -160,12 +244,13 @@ def test_cost_alerts_are_sent_once_per_crossing(make_bot: BotFactory) -> None:
         runtime.run("reconcile")
         move_to(bot, MONDAY)
         assert runtime.run("alerts")
-        said = texts(bot.standin.dms(BOB.id))
+        (dm,) = bot.standin.dms(BOB.id)  # both of Bob's alerts of this run, in one DM
+        said = texts([dm])
+        assert dm.text.startswith("*2 cost alerts:*")
         assert "has cost $" in said and "has been running" in said
-        before = len(bot.standin.dms(BOB.id))
         bot.clock.advance(minutes=5)
-        runtime.run("alerts")
-        assert len(bot.standin.dms(BOB.id)) == before
+        assert runtime.run("alerts")
+        assert len(bot.standin.dms(BOB.id)) == 1
 
 
 def test_expired_approvals_are_closed_by_the_job(make_bot: BotFactory) -> None:
