@@ -104,15 +104,16 @@ def instance_id(text: str) -> str:
             "instance",
             text,
             "is not an EC2 instance id",
-            "expected i- and 17 hex digits, e.g. i-0123456789abcdef0",
+            "expected i- and 8 or 17 hex digits, e.g. i-0123456789abcdef0",
         )
     return value
 
 
 def ami_id(text: str) -> str:
+    """`ami-` and 8 or 17 hex digits (older AMIs have the short form), lowered like instance ids."""
     value = text.strip().lower()
     if not _AMI_ID_RE.fullmatch(value):
-        raise ValidationError("ami", text, "is not an AMI id", "expected ami- and 17 hex digits")
+        raise ValidationError("ami", text, "is not an AMI id", "expected ami- and 8 or 17 hex digits")
     return value
 
 

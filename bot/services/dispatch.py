@@ -22,7 +22,6 @@ from bot.services.ports import MessageRef
 from bot.views import blocks as bk
 from bot.views import fleet as fleet_views
 from bot.views import operations as op_views
-from bot.views.common import money
 from providers.base import InstanceState
 
 log = logging.getLogger(__name__)
@@ -148,18 +147,26 @@ class CommandDispatcher:
             return Reply(text, blocks)
         actor = self._s.deps.roles.actor(o.user)
         plan, result = self._s.cleanup.apply(actor)
-        lines = [
-            f"Stopped {len(result.stopped)} idle machine(s): "
-            + (", ".join(f"`{i}`" for i in result.stopped) or "none")
-        ]
-        for verdict in result.batch.skipped:
-            lines.append(f"• skipped `{verdict.instance_id}`: {verdict.reason}")
-        if result.error:
-            lines.append(f":x: {result.error}")
-        text = lines[0]
-        return Reply(
-            text, [*bk.lines_section(lines), bk.context(f"operation `{result.operation_id}`")], public=True
+        text, blocks = op_views.cleanup_result(
+            result.stopped,
+            [(v.instance_id, v.reason) for v in result.batch.skipped],
+            result.error,
+            result.operation_id,
         )
+        if o.channel is None:
+            return Reply(text, blocks, public=True)
+        # A channel message rather than a response-URL answer: Start it back updates it in place later.
+        try:
+            posted = self._s.deps.notifier.post(o.channel, text, blocks)
+        except Exception:
+            log.exception(
+                "could not post the cleanup %s in %s; answering through the response URL",
+                result.operation_id,
+                o.channel,
+            )
+            return Reply(text, blocks, public=True)
+        self._s.deps.repos.operations.set_slack_message(result.operation_id, posted.channel, posted.ts)
+        return NOTHING
 
     def _config(self, c: cmds.ConfigCommand, o: Origin) -> Reply:
         text, blocks = fleet_views.config_summary(self._config_rows)
@@ -208,7 +215,7 @@ class CommandDispatcher:
             disk_gb=c.disk_gb,
         )
         price, basis = self._s.prices.estimate(c.instance_type, spot=c.spot)
-        estimate = f"{money(price, per_hour=True)} ({basis}), {money((price or 0) * 24)}/day"
+        estimate = op_views.estimate(price, basis)
         ref: MessageRef | None = None
         if o.channel is not None:
             ref = self._s.deps.notifier.post(
@@ -280,20 +287,34 @@ class CommandDispatcher:
         stop_message: MessageRef | None = None,
         stop_text: str = "",
         stop_blocks: list[bk.Block] | None = None,
+        spent_action: str | None = None,
     ) -> Reply:
         """**Start it back** on a stop message: the start is told in that message, whose button goes away,
-        so the channel keeps one message per machine and nobody clicks a spent button."""
+        so the channel keeps one message per machine and nobody clicks a spent button.
+
+        `spent_action` is the clicked button's action id: where a message has a button per machine, only
+        that one goes and the others stay. A start AWS refuses leaves the message as it was, button
+        included, and tells the clicker privately with the operation id (also in the log)."""
         actor = self._s.deps.roles.actor(o.user)
         outcome = self._s.operations.request_power(
             Action.START, actor, tuple(instance_ids), channel=o.channel, operation_id=o.operation_id
         )
+        if outcome.status == OpStatus.FAILED:
+            log.warning(
+                "start it back of %s by %s failed (operation %s): %s",
+                ", ".join(instance_ids),
+                o.user,
+                outcome.operation_id,
+                outcome.summary,
+            )
+            return Reply(
+                f":x: *Start it back* failed (operation `{outcome.operation_id}`): "
+                f"{bk.clip(outcome.summary, 500)}. Nothing was started; the button is still there to try "
+                "again."
+            )
         if outcome.status != OpStatus.SUCCEEDED or stop_message is None:
             return self._post_outcome(outcome, o)
-        kept = [
-            b
-            for b in stop_blocks or []
-            if not (b.get("type") == "actions" and str(b.get("block_id", "")).startswith("startback:"))
-        ]
+        kept = _without_button(stop_blocks or [], spent_action)
         kept.append(
             bk.context(
                 f":arrow_forward: Started back by <@{o.user}>: {outcome.summary} · "
@@ -306,6 +327,21 @@ class CommandDispatcher:
             outcome.operation_id, stop_message.channel, stop_message.ts
         )
         return NOTHING
+
+
+def _without_button(blocks: list[bk.Block], action_id: str | None) -> list[bk.Block]:
+    """The stop message's blocks without the spent Start it back button (every one when not told which);
+    a row of buttons left empty goes too."""
+    kept: list[bk.Block] = []
+    for block in blocks:
+        if block.get("type") != "actions" or not str(block.get("block_id", "")).startswith("startback:"):
+            kept.append(block)
+            continue
+        elements = block.get("elements", []) if action_id is not None else []
+        left = [e for e in elements if e.get("action_id") != action_id]
+        if left:
+            kept.append({**block, "elements": left})
+    return kept
 
 
 def config_rows(settings: Any) -> list[tuple[str, str]]:

@@ -10,12 +10,15 @@ with the operation id; the stack trace goes to the log only.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
-from collections.abc import Callable
+import re
+import uuid
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from slack_bolt import Ack, App, Respond
+from slack_bolt import Ack, App, BoltResponse, Respond
 from slack_sdk import WebClient
 
 from bot.config import Settings
@@ -65,6 +68,23 @@ def _operation_id(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
+def error_reference() -> str:
+    """For a failure with no operation: shown to the person and logged with the exception, to grep for."""
+    return f"err-{uuid.uuid4().hex[:12]}"
+
+
+def _click_key(body: dict[str, Any]) -> str | None:
+    """What makes a button click unique: Slack gives every click its own trigger id."""
+    action = (body.get("actions") or [{}])[0]
+    trigger = body.get("trigger_id") or action.get("action_ts")
+    return f"click:{trigger}:{action.get('action_id', '')}" if trigger else None
+
+
+# "Start it back" is one button on a stop message, or one per machine (`start_it_back:<n>`) where a message
+# stopped several; Slack wants the action ids in a message to differ.
+START_BACK_ACTION = re.compile(rf"^{re.escape(op_views.START_BACK)}(:\d+)?$")
+
+
 class SlackBot:
     """Holds what the listeners share; `app` is the Bolt app to serve."""
 
@@ -91,7 +111,7 @@ class SlackBot:
         self.app.command(COMMAND)(self._on_command)
         self.app.action(op_views.APPROVE)(self._on_approve)
         self.app.action(op_views.DENY)(self._on_deny)
-        self.app.action(op_views.START_BACK)(self._on_start_back)
+        self.app.action(START_BACK_ACTION)(self._on_start_back)
         self.app.error(self._on_error)
 
     # --- hand-off ------------------------------------------------------------------------------
@@ -240,19 +260,52 @@ class SlackBot:
         self.hand_off(WORK_DENY, body, respond)
         ack()
 
+    def _approval_reference(self, approval_id: str) -> str:
+        """The operation the approval decides, which is what the logs and the request message name."""
+        try:
+            approval = self.services.deps.repos.approvals.get(approval_id)
+        except Exception:
+            log.exception("could not look approval %s up", approval_id)
+            approval = None
+        return approval.operation_id if approval is not None else error_reference()
+
     def _work_decide(self, decision: Decision) -> WorkFn:
         def work(body: dict[str, Any], respond: Respond) -> None:
             user = str(body.get("user", {}).get("id", ""))
             approval_id = str(body.get("actions", [{}])[0].get("value", ""))
-            try:
-                result = self.services.approvals.decide(approval_id, user, decision)
-            except Exception:
-                log.exception("approval %s click by %s failed", approval_id, user)
-                result_text = f":x: Your click on request `{approval_id}` failed; nothing was done."
-                self._safe_respond(respond, Reply(result_text))
-                return
-            if result.ephemeral:
-                self._safe_respond(respond, Reply(result.ephemeral))
+            ref = self._approval_reference(approval_id)
+            with log_context(
+                request_id=_click_key(body), operation_id=ref, user=user, verb=f"approval {decision.value}"
+            ):
+                try:
+                    result = self.services.approvals.decide(approval_id, user, decision)
+                except ProviderError as exc:
+                    log.warning(
+                        "approval %s click by %s failed in the provider (operation %s): %s",
+                        approval_id,
+                        user,
+                        ref,
+                        exc,
+                    )
+                    what = "could not reach AWS" if isinstance(exc, TransientError) else "was refused by AWS"
+                    self._safe_respond(
+                        respond,
+                        Reply(
+                            f":x: Your click on request `{approval_id}` {what} (operation `{ref}`): "
+                            f"{bk.clip(str(exc), 500)}."
+                        ),
+                    )
+                    return
+                except Exception:
+                    log.exception("approval %s click by %s failed (operation %s)", approval_id, user, ref)
+                    result_text = (
+                        f":x: Your click on request `{approval_id}` failed unexpectedly (operation `{ref}`). "
+                        "The details are in the bot's log."
+                    )
+                    self._safe_respond(respond, Reply(result_text))
+                    return
+                if result.ephemeral:
+                    self._safe_respond(respond, Reply(result.ephemeral))
 
         return work
 
@@ -269,8 +322,11 @@ class SlackBot:
     def _work_start_back(self, body: dict[str, Any], respond: Respond) -> None:
         user = str(body.get("user", {}).get("id", ""))
         channel = (body.get("channel") or {}).get("id")
-        ids = [i for i in str(body.get("actions", [{}])[0].get("value", "")).split(",") if i]
-        origin = Origin(user, channel)
+        action = (body.get("actions") or [{}])[0]
+        ids = [i for i in str(action.get("value", "")).split(",") if i]
+        key = _click_key(body)
+        # From the click, so a redelivered click finds the start it already made instead of starting again.
+        origin = Origin(user, channel, _operation_id(key) if key else uuid.uuid4().hex)
         message = body.get("message") or {}
         ts = (body.get("container") or {}).get("message_ts") or message.get("ts")
         source = MessageRef(channel, str(ts)) if channel and ts else None
@@ -282,25 +338,55 @@ class SlackBot:
                 stop_message=source,
                 stop_text=str(message.get("text", "")),
                 stop_blocks=list(message.get("blocks") or []),
+                spent_action=str(action.get("action_id", "")) or None,
             )
 
-        self._run_button(work, respond)
+        with log_context(request_id=key, operation_id=origin.operation_id, user=user, verb="start back"):
+            self._run_button("Start it back", work, respond, origin.operation_id or error_reference())
 
-    def _run_button(self, work: Callable[[], Reply], respond: Respond) -> None:
+    def _run_button(self, label: str, work: Callable[[], Reply], respond: Respond, ref: str) -> None:
+        """Run a button's work; a failure answers the clicker privately with `ref`, which the log line
+        carries too (the stack trace stays in the log)."""
         try:
             reply = work()
+        except ProviderError as exc:
+            log.warning("button %s failed in the provider (operation %s): %s", label, ref, exc)
+            what = "could not reach AWS" if isinstance(exc, TransientError) else "was refused by AWS"
+            reply = Reply(f":x: *{label}* {what} (operation `{ref}`): {bk.clip(str(exc), 500)}.")
         except Exception:
-            log.exception("button action failed")
-            reply = Reply(":x: That button failed unexpectedly; nothing more was done.")
+            log.exception("button %s failed (operation %s)", label, ref)
+            reply = Reply(
+                f":x: *{label}* failed unexpectedly (operation `{ref}`). "
+                "The details are in the bot's log; nothing more was done."
+            )
         if reply.text:
             self._safe_respond(respond, reply)
 
     # --- errors ----------------------------------------------------------------------------------
 
-    def _on_error(self, error: Exception, body: dict[str, Any], respond: Respond | None) -> None:
-        log.error("unhandled error in a listener: %s", error, exc_info=error)
+    def _on_error(
+        self,
+        error: Exception,
+        body: dict[str, Any],
+        respond: Respond | None,
+        response: BoltResponse | None,
+    ) -> BoltResponse | None:
+        """A listener raised: the person gets a reference to quote, the log the same reference and the trace.
+
+        Before the ack, Slack would otherwise get a 500 and show its own unhelpful error next to ours.
+        """
+        ref = error_reference()
+        user = str((body.get("user") or {}).get("id") or body.get("user_id") or "") or None
+        with log_context(operation_id=ref, user=user):
+            log.error("unhandled error in a listener (reference %s): %s", ref, error, exc_info=error)
+        text = f":x: Something went wrong (reference `{ref}`); the details are in the bot's log."
         if respond is not None:
-            self._safe_respond(respond, Reply(":x: Something went wrong; the details are in the bot's log."))
+            self._safe_respond(respond, Reply(text))
+        if response is None:
+            return None
+        body_text = "" if respond is not None else json.dumps({"response_type": "ephemeral", "text": text})
+        headers: dict[str, str | Sequence[str]] = {"content-type": "application/json"} if body_text else {}
+        return BoltResponse(status=200, body=body_text, headers=headers)
 
 
 def create_app(settings: Settings, services: BotServices, *, client: WebClient) -> SlackBot:

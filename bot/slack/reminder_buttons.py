@@ -15,7 +15,7 @@ from slack_bolt import Ack, Respond
 
 from bot.services.container import BotServices
 from bot.services.reminders import ButtonResult, IdleCycleService
-from bot.slack.app import SlackBot
+from bot.slack.app import SlackBot, error_reference
 from bot.slack.handoff import WorkFn
 from bot.views import reminders as views
 
@@ -32,8 +32,11 @@ def register_reminder_buttons(bot: SlackBot, services: BotServices, idle: IdleCy
             try:
                 result = button(int(raw), user) if raw.isdigit() else ButtonResult("That button is broken.")
             except Exception:
-                log.exception("reminder button by %s on mark %s failed", user, raw)
-                result = ButtonResult(":x: That button failed unexpectedly; nothing more was done.")
+                ref = error_reference()
+                log.exception("reminder button by %s on mark %s failed (reference %s)", user, raw, ref)
+                result = ButtonResult(
+                    f":x: That button failed unexpectedly; nothing more was done (reference `{ref}`)."
+                )
             if result.ephemeral:
                 try:
                     respond(text=result.ephemeral, response_type="ephemeral", replace_original=False)

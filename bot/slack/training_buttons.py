@@ -8,7 +8,7 @@ from typing import Any
 from slack_bolt import Ack, Respond
 
 from bot.services.training import TrainingService
-from bot.slack.app import SlackBot
+from bot.slack.app import SlackBot, error_reference
 from bot.views import training as views
 
 log = logging.getLogger(__name__)
@@ -24,8 +24,9 @@ def register_training_buttons(bot: SlackBot, training: TrainingService) -> None:
             outcome = training.resume_button(job_id, user)
             text = None if outcome.message is not None and outcome.ok else outcome.text
         except Exception:
-            log.exception("resume of %s by %s failed", job_id, user)
-            text = ":x: The resume failed unexpectedly; nothing more was done."
+            ref = error_reference()
+            log.exception("resume of %s by %s failed (reference %s)", job_id, user, ref)
+            text = f":x: The resume failed unexpectedly; nothing more was done (reference `{ref}`)."
         if text:
             try:
                 respond(text=text, response_type="ephemeral", replace_original=False)

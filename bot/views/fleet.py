@@ -18,6 +18,10 @@ Message = tuple[str, list[bk.Block]]
 # A list is read, not scrolled: past this many rows the answer names how many more there are and how to
 # narrow it. Forty rows keep the message to a few sections, far inside Slack's limits.
 MAX_LIST_ROWS = 40
+# A cost breakdown names the biggest spenders and sums up the rest in one line; names are clipped so the
+# column stays far inside a field's 2000 characters.
+MAX_COST_ROWS = 8
+MAX_COST_NAME = 80
 
 
 def instance_list(
@@ -76,13 +80,20 @@ def instance_status(
     return f"{inst.id}: {inst.state.value}", body
 
 
+def _top(values: Mapping[str | None, Decimal], label: str, *, owners: bool) -> str:
+    """The biggest spenders, then one line for the rest, so the column adds up to the total shown."""
+    ranked = sorted(values.items(), key=lambda kv: kv[1], reverse=True)
+    if not ranked:
+        return f"*{label}*\n—"
+    shown, rest = ranked[:MAX_COST_ROWS], ranked[MAX_COST_ROWS:]
+    rows = [f"{mention(k) if owners else bk.clip(k or '—', MAX_COST_NAME)}: {money(v)}" for k, v in shown]
+    if rest:
+        noun = "owner(s)" if owners else "project(s)"
+        rows.append(f"_…and {len(rest)} more {noun}: {money(sum((v for _, v in rest), Decimal(0)))}_")
+    return f"*{label}*\n" + "\n".join(rows)
+
+
 def cost_summary(title: str, summary: CostSummary) -> Message:
-    def top(values: Mapping[str | None, Decimal], label: str) -> str:
-        ranked = sorted(values.items(), key=lambda kv: kv[1], reverse=True)[:8]
-        if not ranked:
-            return f"*{label}*\n—"
-        rows = [f"{mention(k) if label == 'By owner' else (k or '—')}: {money(v)}" for k, v in ranked]
-        return f"*{label}*\n" + "\n".join(rows)
 
     fields = [
         f"*Spent*\n{money(summary.total)}",
@@ -91,7 +102,14 @@ def cost_summary(title: str, summary: CostSummary) -> Message:
         f"*Since*\n{summary.since:%Y-%m-%d %H:%M} UTC",
     ]
     body = [bk.header(title), bk.fields_section(fields)]
-    body.append(bk.fields_section([top(summary.by_owner, "By owner"), top(summary.by_project, "By project")]))
+    body.append(
+        bk.fields_section(
+            [
+                _top(summary.by_owner, "By owner", owners=True),
+                _top(summary.by_project, "By project", owners=False),
+            ]
+        )
+    )
     if summary.unpriced_hours > 0:
         body.append(bk.context(f":warning: {summary.unpriced_hours:.1f} running hours have no known price"))
     text = f"{title}: {money(summary.total)} spent, {money(summary.hourly_now, per_hour=True)} now"

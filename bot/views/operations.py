@@ -27,6 +27,14 @@ _ICON = {
 Message = tuple[str, list[bk.Block]]
 
 
+def estimate(hourly: float | None, basis: str | None = None, *, sep: str = ", ") -> str:
+    """A launch estimate: $/h and $/day, or just "price unknown" (never a made-up $0.00/day)."""
+    if hourly is None:
+        return money(None)
+    shown = money(hourly, per_hour=True) + (f" ({basis})" if basis else "")
+    return f"{shown}{sep}{money(hourly * 24)}/day"
+
+
 def outcome_message(outcome: Outcome, now: datetime, *, requester: str | None = None) -> Message:
     icon = _ICON.get(outcome.status, "")
     who = f"{mention(requester)} · " if requester else ""
@@ -53,6 +61,52 @@ def outcome_message(outcome: Outcome, now: datetime, *, requester: str | None = 
     return text, bk.fit(body)
 
 
+# A cleanup may stop many machines: one Start it back button each up to this many (one actions row, far
+# inside Slack's 25 elements), then a line naming how many more there are.
+MAX_START_BACK_BUTTONS = 10
+
+
+def start_back_buttons(operation_id: str, instance_ids: Sequence[str]) -> list[bk.Block]:
+    """One **Start it back** button per machine (action ids `start_it_back:<n>`, unique in the message)
+    up to `MAX_START_BACK_BUTTONS`, and how many more were stopped without one."""
+    shown = list(instance_ids[:MAX_START_BACK_BUTTONS])
+    if not shown:
+        return []
+    out: list[bk.Block] = [
+        bk.actions(
+            f"startback:{operation_id}",
+            *(
+                bk.button(f"Start {iid} back", f"{START_BACK}:{n}", iid)
+                for n, iid in enumerate(shown, start=1)
+            ),
+        )
+    ]
+    rest = len(instance_ids) - len(shown)
+    if rest:
+        out.append(
+            bk.context(
+                f"…and {rest} more stopped machine(s) without a button here: "
+                "`/runctl start <id>` starts any of them."
+            )
+        )
+    return out
+
+
+def cleanup_result(
+    stopped: Sequence[str], skipped: Sequence[tuple[str, str]], error: str | None, operation_id: str
+) -> Message:
+    """What `cleanup run --yes` did, with a way back for each machine it stopped."""
+    lines = [f"Stopped {len(stopped)} idle machine(s): " + (", ".join(f"`{i}`" for i in stopped) or "none")]
+    lines += [f"• skipped `{iid}`: {reason}" for iid, reason in skipped]
+    if error:
+        lines.append(f":x: {error}")
+    tail = [*start_back_buttons(operation_id, stopped), bk.context(f"operation `{operation_id}`")]
+    head = bk.lines_section(lines)
+    if len(head) + len(tail) > bk.MAX_BLOCKS:
+        head = [*head[: bk.MAX_BLOCKS - len(tail) - 1], bk.context("…the rest of the list is not shown")]
+    return lines[0], [*head, *tail]
+
+
 def approval_request(
     *,
     approval_id: str,
@@ -76,7 +130,7 @@ def approval_request(
         facts.append(f"*Type*\n{d.get('instance_type')}{' spot' if d.get('spot') else ''}")
         facts.append(f"*Project*\n{d.get('project')}")
         est = d.get("estimate_usd_per_hour")
-        facts.append(f"*Estimate*\n{money(est, per_hour=True)} · {money((est or 0) * 24)}/day")
+        facts.append(f"*Estimate*\n{estimate(est, sep=' · ')}")
     body += [bk.fields_section(facts)] if facts else []
     lines = []
     for inst in outcome.instances:

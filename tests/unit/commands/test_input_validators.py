@@ -95,6 +95,8 @@ def test_instance_id_accepts(text: str, expected: str) -> None:
 def test_instance_id_rejects(text: str) -> None:
     error = _rejects(v.instance_id, text)
     assert "not an EC2 instance id" in error.message
+    # The hint names both lengths the validator accepts (older ids have 8 hex digits).
+    assert error.hint == "expected i- and 8 or 17 hex digits, e.g. i-0123456789abcdef0"
 
 
 @pytest.mark.parametrize(
@@ -168,7 +170,7 @@ def test_ami_id() -> None:
     assert v.ami_id("ami-0123456789abcdef0") == "ami-0123456789abcdef0"
     assert v.ami_id("ami-0123abcd") == "ami-0123abcd"
     for bad in ("ami-", "ami-xyz12345", "i-0123abcd", "ami-0123456789abcdef"):
-        _rejects(v.ami_id, bad)
+        assert _rejects(v.ami_id, bad).hint == "expected ami- and 8 or 17 hex digits"
 
 
 @pytest.mark.parametrize("text", ["job-3f9a1c2b", "job-3f9a1c2b7d4e", "JOB-ABCDEF12", "job-" + "a" * 32])
