@@ -8,8 +8,11 @@ measures, in one run and on one HTTP stack (waitress via `bot.web.HttpServer` + 
 * **bot** — the production app from `bot.wiring.build_application`, built as `serve` builds it: this
   process acks and a work process runs the work after each ack for real (lists against a 50-machine
   fleet; creates that launch in moto) while later requests are measured;
-* **bot + plan** — the same, with `services.cleanup.plan()` running back to back in another process, as
-  the scheduler's idle cycle runs in the work process.
+* **bot + cycle** — the same, with the real idle cycle (`IdleCycleService.run()` through the production
+  services, dry run) running back to back in another process, as the scheduler runs it in the work
+  process: it lists the fleet and fetches metrics from the same moto, writes marks in the same database
+  and posts its digests to the same Slack stand-in. Each cell's loop starts from a fleet without open
+  marks, so its first cycle marks and notifies for real.
 
 Latency is measured in a separate process from the first byte written to the last byte of the response
 read, over HTTP/1.1 keep-alive connections (one per client thread, a closed loop). The target is
@@ -54,7 +57,6 @@ from benchmarks.common import (
 )
 from bot.config import Settings
 from bot.core.clock import SystemClock
-from bot.services.cleanup import PlanOptions
 from bot.services.dispatch import DEFAULT_PROJECT as CREATE_PROJECT  # what a plain `create` tags
 from bot.slack.standin import Channel, SlackStandIn, User
 from bot.slack.standin.delivery import slash_command_request
@@ -70,7 +72,7 @@ TARGET_RATIO = 1.5
 SLACK_LIMIT_MS = 3000.0
 FULL_REQUESTS = 100
 QUICK_REQUESTS = 30
-VARIANTS = ("bare", "bot", "bot+plan")
+VARIANTS = ("bare", "bot", "bot+cycle")
 COMMANDS = {"list": "list", "create": "create g5.xlarge"}
 FLEET_PROJECT = "bench"
 HIGH = "1000000"  # "no limit" for the launch guards: every create must launch, none may wait for approval
@@ -148,65 +150,102 @@ class Reaper:
         return self.launched
 
 
-class PlanLoop:
-    """`services.cleanup.plan()` back to back in its own process, where the scheduler's idle cycle runs.
+class CycleLoop:
+    """The idle cycle back to back in its own process, where the scheduler would run it.
 
     Under `serve` the scheduler lives in the work process, apart from the acks, so the stress runs in a
-    separate process on the same database, moto and CPUs. The age rule is relaxed to one second so that
-    every running machine is a candidate and each plan really fetches metrics (a fresh moto fleet is
-    minutes old, below the 2 h default).
+    separate process on the same database, moto and Slack stand-in, niced as the work process is. The
+    settings differ from the bot's in three ways only, so that every cycle does all its work: the idle age
+    rule is one second (a fresh moto fleet is minutes old, below the 2 h default), reminders are allowed at
+    any hour, and digests go to the team channel too. Enforcement stays off: nothing is stopped.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, team_channel: str) -> None:
         context = multiprocessing.get_context("spawn")
         self._stop = context.Event()
+        self._cycling = context.Event()
         self._results: Any = context.Queue()
+        cycle_settings = settings.model_copy(
+            update={
+                "min_age_idle": timedelta(seconds=1),
+                "work_start": "00:00",
+                "work_end": "23:59",
+                "work_days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
+                "team_channel": team_channel,
+                "idle_enforce": False,
+            }
+        )
         self._process = context.Process(
-            target=_plan_loop_main, args=(settings, self._stop, self._results), name="bench-plan"
+            target=_cycle_loop_main,
+            args=(cycle_settings, self._stop, self._cycling, self._results),
+            name="bench-cycle",
         )
         self.durations: list[float] = []
-        self.idle_found: list[int] = []
+        self.totals: dict[str, int] = {}
 
-    def start(self) -> PlanLoop:
+    def start(self, timeout: float = 120.0) -> CycleLoop:
+        """Start the process and return once its first cycle is under way, so every request meets one."""
         self._process.start()
+        if not self._cycling.wait(timeout):
+            self._process.kill()
+            raise RuntimeError(f"the idle-cycle process did not start a cycle within {timeout:g} s")
         return self
 
     def stop(self) -> None:
         self._stop.set()
-        outcome, durations, idle_found = self._results.get(timeout=300)
+        outcome, durations, totals = self._results.get(timeout=300)
         self._process.join(60)
         if outcome != "ok":
-            raise RuntimeError(f"the background cleanup plan failed: {outcome}")
-        self.durations, self.idle_found = durations, idle_found
+            raise RuntimeError(f"the background idle cycle failed: {outcome}")
+        self.durations, self.totals = durations, totals
         if not self.durations:
-            raise RuntimeError("no cleanup plan completed during the measurement")
+            raise RuntimeError("no idle cycle completed during the measurement")
+        if not self.totals.get("marked") or not self.totals.get("digests"):
+            raise RuntimeError(f"the idle cycles marked or notified nothing: {self.totals}")
 
 
-def _plan_loop_main(settings: Settings, stop: Any, results: Any) -> None:
-    """The plan loop's process: production services on the bot's settings, plans until told to stop."""
+def _cycle_loop_main(settings: Settings, stop: Any, cycling: Any, results: Any) -> None:
+    """The cycle loop's process: production services on the given settings, cycles until told to stop."""
+    from bot.scheduler.runtime import ScheduledServices
     from bot.slack.client import make_web_client
     from bot.slack.notifier import SlackNotifier
     from bot.wiring import build_services
     from storage.engine import make_engine
+    from storage.models import MarkState
 
     os.nice(settings.work_process_nice)  # as the work process, where the scheduler runs, does
     engine = make_engine(settings.database_url)
     services = build_services(
         settings, engine=engine, notifier=SlackNotifier(make_web_client(settings)), clock=SystemClock()
     )
-    options = PlanOptions(min_age=timedelta(seconds=1))
+    cycle = ScheduledServices.build(services, settings).idle
+    marks = services.deps.repos.cleanup_marks
+    # A fleet nobody has been reminded about yet: close what an earlier cell's cycles left open.
+    for row in marks.list_open():
+        marks.transition(row.id or 0, row.state, MarkState.UNMARKED.value)
     durations: list[float] = []
-    idle_found: list[int] = []
+    totals = {"cycles": 0, "candidates": 0, "marked": 0, "digests": 0}
     try:
-        while not stop.is_set():
+        while True:
             began = time.perf_counter()
-            plan = services.cleanup.plan(options)
+            cycling.set()
+            report = cycle.run()
             durations.append(time.perf_counter() - began)
-            idle_found.append(len(plan.idle))
-    except Exception as exc:  # reported by stop(): a failing plan would invalidate the column
-        results.put((repr(exc), durations, idle_found))
+            totals["cycles"] += 1
+            totals["candidates"] = max(totals["candidates"], report.candidates)
+            totals["marked"] += len(report.steps.get("mark", ())) + len(report.steps.get("notify", ()))
+            totals["digests"] += 1 if report.steps.get("notify") else 0
+            if report.stopped:
+                raise RuntimeError(f"a dry-run cycle stopped {len(report.stopped)} machines")
+            if stop.is_set():  # checked after a cycle: the one running when the acks end always completes
+                break
+    except Exception as exc:  # reported by stop(): a failing cycle would invalidate the column
+        results.put((repr(exc), durations, totals))
         return
-    results.put(("ok", durations, idle_found))
+    finally:
+        services.shutdown()
+        engine.dispose()
+    results.put(("ok", durations, totals))
 
 
 @contextmanager
@@ -280,10 +319,9 @@ class Bench:
                 **_load_facts(result),
                 "gc_during_acks": collections.summary(),
             }
-        loop: PlanLoop | None = None
-        if variant == "bot+plan":
-            loop = PlanLoop(self.bot.application.settings).start()
-            time.sleep(1.5)  # the process starts and its first plan gets going, so every request meets one
+        loop: CycleLoop | None = None
+        if variant == "bot+cycle":
+            loop = CycleLoop(self.bot.application.settings, self.channel.id).start()
         reaper = Reaper(self.bot.moto, CREATE_PROJECT).start() if command == "create" else None
         answered_before = self.answered()
         began = time.perf_counter()
@@ -291,10 +329,14 @@ class Bench:
             try:
                 with GcWatch() as collections:
                     result = self.fire(self.bot.url, text, count, concurrency)
+                last_ack = time.perf_counter()
             finally:
                 if loop is not None:
-                    loop.stop()  # it is there to stress the acks; the drain needs no company
-            drained_after = self.drain()
+                    # It is there to stress the acks; it finishes the cycle under way, and the drain
+                    # below is timed from the last ack, so that wait is not left out of it.
+                    loop.stop()
+            self.drain()
+            drained_after = time.perf_counter() - last_ack
         finally:
             launched = reaper.stop() if reaper is not None else set()
         work_total = time.perf_counter() - began
@@ -317,10 +359,12 @@ class Bench:
             if len(launched) != count:
                 raise RuntimeError(f"{count} creates were acked but {len(launched)} machines were launched")
         if loop is not None:
-            cell["plan"] = {
-                "plans_completed": len(loop.durations),
-                "plan_mean_ms": round(1000 * sum(loop.durations) / len(loop.durations), 1),
-                "idle_machines_found": max(loop.idle_found),
+            cell["cycle"] = {
+                "cycles_completed": len(loop.durations),
+                "cycle_mean_ms": round(1000 * sum(loop.durations) / len(loop.durations), 1),
+                "candidates": loop.totals["candidates"],
+                "machines_marked": loop.totals["marked"],
+                "cycles_with_digests": loop.totals["digests"],
             }
         return cell
 
@@ -387,7 +431,9 @@ def run(quick: bool) -> dict[str, Any]:
         "bot_workers": workers,
         "connections": "HTTP/1.1 keep-alive, one per client thread; closed loop",
         "limits": "quota, user and approval limits set to 1,000,000 so every create launches",
-        "plan": "cleanup plan back to back, age rule 1 s so all 50 machines are metric candidates",
+        "cycle": "the idle cycle back to back (dry run), age rule 1 s so all 50 machines are metric "
+        "candidates, reminders at any hour, digests to the owner and the team channel; each cell starts "
+        "without open marks",
     }
     result: dict[str, Any] = {
         "title": TITLE,
@@ -451,27 +497,31 @@ def render(result: dict[str, Any]) -> str:
         "",
         "Work after the ack. It really ran: every list was answered through its `response_url`, every "
         "create launched a machine, counted in moto. *Acks + work* runs from the first request until "
-        "the work process has reported every piece of work done; the plan loop stops with the last ack.",
+        "the work process has reported every piece of work done; the idle-cycle loop stops with the last "
+        "ack. *Cycles* = idle cycles completed during the cell (mean duration), *marked* = machines it "
+        "marked or notified, with the digests it sent.",
         "",
-        "| command | concurrent | app | acks + work (s) | drained after last ack (s) | plans (mean ms) |",
-        "| --- | ---: | --- | ---: | ---: | ---: |",
+        "| command | concurrent | app | acks + work (s) | drained after last ack (s) | cycles (mean ms) | "
+        "marked (cycles with digests) |",
+        "| --- | ---: | --- | ---: | ---: | ---: | ---: |",
     ]
     for cell in result["cells"]:
         for variant in VARIANTS[1:]:
             data = cell[variant]
-            plan = data.get("plan")
-            plans = f"{plan['plans_completed']} ({plan['plan_mean_ms']:.0f})" if plan else "—"
+            cycle = data.get("cycle")
+            cycles = f"{cycle['cycles_completed']} ({cycle['cycle_mean_ms']:.0f})" if cycle else "—"
+            marked = f"{cycle['machines_marked']} ({cycle['cycles_with_digests']})" if cycle else "—"
             lines.append(
                 f"| `{cell['command']}` | {cell['concurrency']} | {variant} | "
                 f"{data['work']['acks_and_work_s']:.2f} | {data['work']['drain_after_last_ack_s']:.2f} | "
-                f"{plans} |"
+                f"{cycles} | {marked} |"
             )
     lines += [
         "",
         f"Setup: {setup['fleet_machines']} managed machines in moto (half idle, half busy CPU); "
         f"{setup['http_threads']} waitress threads and {setup['bot_workers']} executor workers "
         f"(the defaults); {setup['connections']}; {setup['limits']}; "
-        f"bot+plan: {setup['plan']}. Bot process peak RSS {result['bot_process_peak_rss_mb']:.0f} MB; "
+        f"bot+cycle: {setup['cycle']}. Bot process peak RSS {result['bot_process_peak_rss_mb']:.0f} MB; "
         f"whole run {result['wall_s']:.0f} s.",
     ]
     return "\n".join(lines)

@@ -43,6 +43,8 @@ INTERRUPTED = (
 )
 
 MAX_RESTART_DELAY = 30.0
+#: How long a stopping work process waits for a warm-up still running (it takes about a second).
+WARM_UP_JOIN_S = 10.0
 
 
 @dataclass
@@ -261,6 +263,7 @@ def worker_main(settings: Settings, conn: Connection, scheduler: bool) -> None:
     from bot.logs import setup_logging
     from bot.metrics import exposition
     from bot.runtime import settle_heap
+    from bot.services import warmup
     from bot.slack.handoff import respond_for
     from bot.wiring import build_application
 
@@ -298,6 +301,9 @@ def worker_main(settings: Settings, conn: Connection, scheduler: bool) -> None:
     settle_heap()
     send(("ready",))
     log.info("work process ready (scheduler %s)", "on" if scheduler else "off")
+    # One-time costs (chart imports, client models) now, in the background, rather than in the first
+    # report; what it loads is long-lived, so it goes out of the collector's way like the rest.
+    warming = warmup.start(application.services, then=settle_heap)
     while True:
         try:
             message = conn.recv()
@@ -313,6 +319,7 @@ def worker_main(settings: Settings, conn: Connection, scheduler: bool) -> None:
             send(("metrics", message[1], exposition()))
         elif message[0] == "stop":
             break
+    warming.join(WARM_UP_JOIN_S)
     application.stop()
     log.info("work process stopped cleanly")
 

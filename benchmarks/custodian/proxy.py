@@ -14,6 +14,11 @@ The service is the signing name in the SigV4 credential scope of the `Authorizat
 botocore names the client (`monitoring` is `cloudwatch`), so keys read like `cloudwatch.GetMetricData`.
 A request without a SigV4 signature is counted under `unsigned`.
 
+For the requests whose size decides the call count, the proxy also keeps the number of items each one
+asked for (`items`): the queries of every `cloudwatch.GetMetricData` request, read from its body in
+whichever protocol it came (`MetricDataQueries` in CBOR, JSON or the query form), so a benchmark can check
+that each request was as full as the API allows without counting anything inside the measured process.
+
 Besides counts, the proxy keeps how long at least one request was inside moto (`busy_seconds`): a tool's
 wall time minus that is the time it spent on its own work, which matters because moto's CloudWatch scans
 every stored datapoint per query and would otherwise be charged to whichever tool asks more often.
@@ -30,7 +35,7 @@ import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -92,6 +97,43 @@ def operation_of(method: str, path: str, headers: Mapping[str, str] | Message, b
     return f"{method} {parts.path}"
 
 
+def _cbor_map(body: bytes) -> Mapping[str, Any]:
+    """A Smithy RPC v2 CBOR request body, decoded with botocore's own CBOR reader (imported only here)."""
+    from botocore.parsers import RpcV2CBORParser
+
+    parser = RpcV2CBORParser()
+    decoded = parser.parse_data_item(parser.get_peekable_stream_from_bytes(body))
+    return decoded if isinstance(decoded, Mapping) else {}
+
+
+def metric_queries(headers: Mapping[str, str] | Message, body: bytes) -> int:
+    """How many `MetricDataQueries` one GetMetricData request carries, in the CBOR, JSON or query protocol."""
+    content_type = (headers.get("Content-Type") or "").lower()
+    if "cbor" in content_type:
+        return len(_cbor_map(body).get("MetricDataQueries") or ())
+    if "json" in content_type:
+        return len(json.loads(body or b"{}").get("MetricDataQueries") or ())
+    form = parse_qs(body.decode("utf-8", "replace"))
+    return sum(1 for name in form if re.fullmatch(r"MetricDataQueries\.member\.\d+\.Id", name))
+
+
+#: Per call key, how to read the number of items a request asked for (see `ProxyStats.items`).
+ITEM_COUNTERS: Mapping[str, Callable[[Mapping[str, str] | Message, bytes], int]] = {
+    "cloudwatch.GetMetricData": metric_queries
+}
+
+
+def _items_of(key: str, headers: Mapping[str, str] | Message, body: bytes) -> int | None:
+    """The request's item count for a key in ITEM_COUNTERS (-1 when its body cannot be read), else None."""
+    counter = ITEM_COUNTERS.get(key)
+    if counter is None:
+        return None
+    try:
+        return counter(headers, body)
+    except Exception:  # a body the proxy cannot read is forwarded all the same; moto will judge it
+        return -1
+
+
 def call_key(method: str, path: str, headers: Mapping[str, str] | Message, body: bytes) -> str:
     """`service.Action`, e.g. `ec2.DescribeInstances` or `cloudwatch.GetMetricStatistics`."""
     return f"{service_of(headers)}.{operation_of(method, path, headers, body)}"
@@ -108,6 +150,7 @@ class ProxyStats:
     seconds: dict[str, float] = field(default_factory=dict)  # that sum per key
     first_seen: dict[str, float] = field(default_factory=dict)  # epoch seconds of the first request per key
     last_seen: dict[str, float] = field(default_factory=dict)  # epoch seconds the last answer per key ended
+    items: dict[str, list[int]] = field(default_factory=dict)  # per key in ITEM_COUNTERS, items per request
 
     @property
     def total(self) -> int:
@@ -122,6 +165,7 @@ class ProxyStats:
             "seconds": {k: round(v, 3) for k, v in sorted(self.seconds.items())},
             "first_seen": dict(sorted(self.first_seen.items())),
             "last_seen": dict(sorted(self.last_seen.items())),
+            "items": dict(sorted(self.items.items())),
         }
 
     @classmethod
@@ -134,6 +178,7 @@ class ProxyStats:
             seconds={str(k): float(v) for k, v in data.get("seconds", {}).items()},
             first_seen={str(k): float(v) for k, v in data.get("first_seen", {}).items()},
             last_seen={str(k): float(v) for k, v in data.get("last_seen", {}).items()},
+            items={str(k): [int(n) for n in v] for k, v in data.get("items", {}).items()},
         )
 
 
@@ -147,15 +192,18 @@ class _Tally:
         self._seconds: dict[str, float] = {}
         self._first: dict[str, float] = {}
         self._last: dict[str, float] = {}
+        self._items: dict[str, list[int]] = {}
         self._in_flight = 0
         self._busy_since = 0.0
         self._busy = 0.0
         self._server = 0.0
 
-    def begin(self, key: str) -> float:
+    def begin(self, key: str, items: int | None = None) -> float:
         now = time.perf_counter()
         with self._lock:
             self._calls[key] += 1
+            if items is not None:
+                self._items.setdefault(key, []).append(items)
             self._first.setdefault(key, time.time())
             if self._in_flight == 0:
                 self._busy_since = now
@@ -186,6 +234,7 @@ class _Tally:
                 seconds=dict(self._seconds),
                 first_seen=dict(self._first),
                 last_seen=dict(self._last),
+                items={k: list(v) for k, v in self._items.items()},
             )
 
     def reset(self) -> None:
@@ -195,6 +244,7 @@ class _Tally:
             self._seconds.clear()
             self._first.clear()
             self._last.clear()
+            self._items.clear()
             self._busy = 0.0
             self._server = 0.0
             self._busy_since = time.perf_counter()
@@ -265,7 +315,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._control()
             return
         key = call_key(self.command, self.path, self.headers, body)
-        began = self.server.tally.begin(key)
+        began = self.server.tally.begin(key, _items_of(key, self.headers, body))
         try:
             status, headers, payload = self._forward(body)
         except (OSError, http.client.HTTPException) as exc:

@@ -13,7 +13,15 @@ from urllib.parse import urlsplit
 import pytest
 from botocore.exceptions import ClientError
 
-from benchmarks.custodian.proxy import CALLS_PATH, RESET_PATH, CountingProxy, call_key
+from benchmarks.custodian.proxy import (
+    CALLS_PATH,
+    RESET_PATH,
+    CountingProxy,
+    ProxyStats,
+    _items_of,
+    call_key,
+    metric_queries,
+)
 from tests.support.moto import MotoServer
 
 SIGNED_EC2 = {
@@ -192,3 +200,81 @@ def test_unknown_control_paths_are_refused_and_not_forwarded(proxy: CountingProx
         urllib.request.urlopen(proxy.url + "/__proxy__/nothing", timeout=30)
     assert raised.value.code == 404
     assert proxy.stats().total == 0
+
+
+# -- metric queries per GetMetricData request ----------------------------------------------------------------
+
+
+def _metric_query(n: int) -> dict[str, Any]:
+    return {
+        "Id": f"cpu{n}",
+        "MetricStat": {
+            "Metric": {
+                "Namespace": "AWS/EC2",
+                "MetricName": "CPUUtilization",
+                "Dimensions": [{"Name": "InstanceId", "Value": f"i-{n:017x}"}],
+            },
+            "Period": 300,
+            "Stat": "Maximum",
+        },
+        "ReturnData": True,
+    }
+
+
+def _serialized(protocol: str, queries: int) -> tuple[dict[str, str], bytes]:
+    """A GetMetricData request body as botocore serializes it in `protocol`."""
+    import botocore.session
+    from botocore.serialize import create_serializer
+
+    model = botocore.session.get_session().get_service_model("cloudwatch").operation_model("GetMetricData")
+    now = datetime.now(UTC)
+    request = create_serializer(protocol).serialize_to_request(
+        {
+            "MetricDataQueries": [_metric_query(n) for n in range(queries)],
+            "StartTime": now - timedelta(hours=1),
+            "EndTime": now,
+        },
+        model,
+    )
+    body = request["body"]
+    if isinstance(body, dict):  # the query serializer hands back the form fields
+        from urllib.parse import urlencode
+
+        body = urlencode(body)
+    return dict(request["headers"]), body if isinstance(body, bytes) else str(body).encode()
+
+
+@pytest.mark.parametrize("protocol", ["smithy-rpc-v2-cbor", "json", "query"])
+def test_metric_queries_are_read_from_the_body_in_every_protocol(protocol: str) -> None:
+    headers, body = _serialized(protocol, 7)
+    if protocol == "query":
+        headers.setdefault("Content-Type", "application/x-www-form-urlencoded; charset=utf-8")
+    assert metric_queries(headers, body) == 7
+
+
+def test_queries_of_each_get_metric_data_request_are_kept_in_order(
+    moto_server: MotoServer, proxy: CountingProxy
+) -> None:
+    cloudwatch = _client(moto_server, proxy, "cloudwatch")
+    now = datetime.now(UTC)
+    for count in (3, 1):
+        cloudwatch.get_metric_data(
+            MetricDataQueries=[_metric_query(n) for n in range(count)],
+            StartTime=now - timedelta(hours=1),
+            EndTime=now,
+        )
+    _client(moto_server, proxy, "ec2").describe_instances()
+    stats = proxy.stats()
+    assert stats.items == {"cloudwatch.GetMetricData": [3, 1]}
+    assert ProxyStats.from_json(json.loads(json.dumps(stats.to_json()))).items == stats.items
+    proxy.reset()
+    assert proxy.stats().items == {}
+
+
+def test_an_unreadable_metric_body_is_forwarded_and_marked() -> None:
+    headers = {**SIGNED_MONITORING, "Content-Type": "application/cbor"}
+    path = "/service/GraniteServiceVersion20100801/operation/GetMetricData"
+    key = call_key("POST", path, headers, b"\xff\x00")
+    assert key == "cloudwatch.GetMetricData"
+    assert _items_of(key, headers, b"\x1f") == -1
+    assert _items_of("ec2.DescribeInstances", headers, b"") is None
