@@ -6,6 +6,7 @@ minutes" is a clock move, not a sleep.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Iterator
@@ -22,7 +23,16 @@ from bot.scheduler.runtime import SchedulerRuntime
 from bot.services.outbox import Outbox, Outcome
 from bot.slack.standin import SlackStandIn
 from storage.models import OutboxStatus, TrainingJob
-from tests.integration.scheduler.conftest import TEAM, BotFactory, launch, move_to, scheduler_for, texts
+from tests.integration.scheduler.conftest import (
+    TEAM,
+    BotFactory,
+    cpu,
+    launch,
+    move_to,
+    scheduler_for,
+    state_of,
+    texts,
+)
 from tests.support.harness import Bot
 from tests.support.moto import ACCOUNT_ID, DEFAULT_REGION
 from tests.support.slack import BOB, CAROL, running_standin
@@ -170,6 +180,42 @@ def test_a_two_minute_outage_delays_notices_and_the_report_and_loses_nothing(mak
         assert texts(bot.standin.dms(BOB.id)).count("has stopped") == 1
         assert texts(bot.standin.dms(BOB.id)).count("was reclaimed by AWS") == 1
         assert len(reports(bot)) == 1 and len(bot.standin.files()) == 1
+
+
+def test_an_idle_stop_during_an_outage_still_reaches_the_owner_with_start_it_back(
+    make_bot: BotFactory,
+) -> None:
+    with make_bot(RUNCTL_IDLE_ENFORCE="true") as bot:
+        started(bot)
+        idle = launch(bot)
+        move_to(bot, MONDAY)
+        cpu(bot, idle, 1.0)
+        runtime = scheduler_for(bot)
+        assert runtime.run("idle")  # marked and told: the grace clock starts
+        bot.clock.advance(minutes=61)
+        cpu(bot, idle, 1.0)
+
+        bot.standin.set_down(True)
+        assert runtime.run("idle")
+        assert state_of(bot, idle) == "stopped"  # the stop does not wait for Slack
+        assert bot.repos.outbox.count_pending() >= 2  # the result with Start it back, and the digests
+
+        def start_backs() -> list[Any]:
+            return [
+                m
+                for channel in (bot.standin.dm_channel(BOB.id), TEAM)
+                for m in bot.standin.messages(channel)
+                if m.thread_ts and m.ts != m.thread_ts and "Start it back" in json.dumps(m.blocks)
+            ]
+
+        assert start_backs() == []
+        bot.standin.set_down(False)
+        for _ in range(3):  # the drain runs with reconcile; later ticks send nothing twice
+            bot.clock.advance(minutes=1)
+            assert runtime.run("reconcile")
+        assert len(start_backs()) == 2  # in the owner's DM thread and in the team channel's
+        assert all(idle in json.dumps(m.blocks) for m in start_backs())
+        assert bot.repos.outbox.count_pending() == 0
 
 
 def test_a_failed_chart_upload_does_not_post_the_report_again(make_bot: BotFactory) -> None:
