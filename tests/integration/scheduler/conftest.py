@@ -9,11 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from moto.ec2.models import ec2_backends
+from moto.ec2.models.instances import StateReason
 
 from bot.scheduler.runtime import SchedulerRuntime
 from bot.slack.standin import SlackStandIn
 from tests.support.harness import Bot, running_bot
-from tests.support.moto import MotoServer, put_metric_points, run_instances
+from tests.support.moto import ACCOUNT_ID, DEFAULT_REGION, MotoServer, put_metric_points, run_instances
 from tests.support.slack import BOB, FLEET
 
 TEAM = FLEET.id
@@ -57,6 +59,39 @@ def launch(
 ) -> str:
     tags = {"runctl:managed": "true", "runctl:owner": owner, "runctl:project": "llm", **(extra or {})}
     return run_instances(bot.aws.client("ec2"), 1, tags=tags, instance_type=itype)[0]
+
+
+def launch_spot(bot: Bot, owner: str = BOB.id) -> str:
+    """A managed spot g5.xlarge, tagged at launch."""
+    tags = [{"Key": "runctl:managed", "Value": "true"}, {"Key": "runctl:owner", "Value": owner}]
+    return str(
+        bot.aws.client("ec2").run_instances(
+            ImageId="ami-0d27e0fb3bac4d724",
+            MinCount=1,
+            MaxCount=1,
+            InstanceType="g5.xlarge",
+            InstanceMarketOptions={"MarketType": "spot"},
+            TagSpecifications=[{"ResourceType": "instance", "Tags": tags}],
+        )["Instances"][0]["InstanceId"]
+    )
+
+
+def reclaim_in_moto(
+    bot: Bot, instance_id: str, how: str, code: str, *, transition_reason: str | None = None
+) -> None:
+    """Stop or terminate in moto, then give the machine the state reason EC2 reports for a spot reclaim
+    (and, when given, the transition reason EC2 dates the change in).
+
+    moto has no spot market to reclaim from, and says "Client.UserInitiatedShutdown" for every stop; its
+    server runs in this process, so the reasons are set on moto's own record and DescribeInstances returns
+    them.
+    """
+    ec2 = bot.aws.client("ec2")
+    (ec2.terminate_instances if how == "terminate" else ec2.stop_instances)(InstanceIds=[instance_id])
+    machine = ec2_backends[ACCOUNT_ID][DEFAULT_REGION].get_instance(instance_id)
+    machine.state_reason = StateReason(f"{code}: Spot instance {how}", code)
+    if transition_reason is not None:
+        machine._reason = transition_reason
 
 
 def cpu(bot: Bot, instance_id: str, value: float, *, minutes: int = 65) -> None:

@@ -14,8 +14,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from moto.ec2.models import ec2_backends
-from moto.ec2.models.instances import StateReason
 
 from bot.core.clock import ShiftedClock
 from bot.metrics import OUTBOX_MESSAGES
@@ -28,18 +26,18 @@ from tests.integration.scheduler.conftest import (
     BotFactory,
     cpu,
     launch,
+    launch_spot,
     move_to,
+    reclaim_in_moto,
     scheduler_for,
     state_of,
     texts,
 )
 from tests.support.harness import Bot
-from tests.support.moto import ACCOUNT_ID, DEFAULT_REGION
 from tests.support.slack import BOB, CAROL, running_standin
 
 MONDAY = datetime(2027, 3, 15, 15, 0, tzinfo=UTC)
 SPOT_CODE = "Server.SpotInstanceTermination"
-SPOT_MESSAGE = "Server.SpotInstanceTermination: Spot instance termination"
 
 _clocks: list[ShiftedClock] = []
 
@@ -61,28 +59,6 @@ def started(bot: Bot) -> Bot:
     return bot
 
 
-def launch_spot(bot: Bot) -> str:
-    ec2 = bot.aws.client("ec2")
-    return str(
-        ec2.run_instances(
-            ImageId="ami-0d27e0fb3bac4d724",
-            MinCount=1,
-            MaxCount=1,
-            InstanceType="g5.xlarge",
-            InstanceMarketOptions={"MarketType": "spot"},
-            TagSpecifications=[
-                {
-                    "ResourceType": "instance",
-                    "Tags": [
-                        {"Key": "runctl:managed", "Value": "true"},
-                        {"Key": "runctl:owner", "Value": BOB.id},
-                    ],
-                }
-            ],
-        )["Instances"][0]["InstanceId"]
-    )
-
-
 def running_job(bot: Bot, instance_id: str, job_id: str = "job-0123abcd") -> None:
     bot.repos.jobs.create(
         TrainingJob(
@@ -95,26 +71,6 @@ def running_job(bot: Bot, instance_id: str, job_id: str = "job-0123abcd") -> Non
             started_at=bot.clock.now(),
         )
     )
-
-
-def reclaim_in_moto(bot: Bot, instance_id: str) -> None:
-    """Stop in moto and give the machine the state reason EC2 reports when it reclaims a spot machine
-    that stops on interruption (moto has no spot market; its server runs in this process, so
-    DescribeInstances returns what is set here)."""
-    bot.aws.client("ec2").stop_instances(InstanceIds=[instance_id])
-    machine = ec2_backends[ACCOUNT_ID][DEFAULT_REGION].get_instance(instance_id)
-    machine.state_reason = StateReason(
-        "Server.SpotInstanceStop: Spot instance stop", "Server.SpotInstanceStop"
-    )
-
-
-def reclaim_terminated_in_moto(bot: Bot, instance_id: str, transition_reason: str) -> None:
-    """Terminate in moto as EC2 does when it reclaims a spot machine: the spot state reason, and the
-    transition reason EC2 dates the change in (moto's server runs in this process)."""
-    bot.aws.client("ec2").terminate_instances(InstanceIds=[instance_id])
-    machine = ec2_backends[ACCOUNT_ID][DEFAULT_REGION].get_instance(instance_id)
-    machine.state_reason = StateReason(SPOT_MESSAGE, SPOT_CODE)
-    machine._reason = transition_reason
 
 
 def gave_up_count() -> float:
@@ -141,7 +97,7 @@ def test_a_two_minute_outage_delays_notices_and_the_report_and_loses_nothing(mak
         bot.standin.outage(start, start + timedelta(minutes=2), status=503)
 
         bot.aws.client("ec2").stop_instances(InstanceIds=[machine])
-        reclaim_in_moto(bot, spot)
+        reclaim_in_moto(bot, spot, "stop", "Server.SpotInstanceStop")
         assert runtime.run("reconcile")
         assert len(runtime.stats["reconcile"].last_result) == 2  # type: ignore[arg-type]
         assert runtime.run("reports")
@@ -342,14 +298,15 @@ def test_the_spot_notice_gives_the_time_aws_reclaimed_the_machine(make_bot: BotF
         runtime.run("reconcile")
         bot.clock.advance(minutes=7)
         # EC2 dates the change in its transition reason; reconcile finds the terminated machine by id.
-        reclaim_terminated_in_moto(bot, spot, "Service initiated (2026-11-29 14:02:11 GMT)")
+        dated = "Service initiated (2026-11-29 14:02:11 GMT)"
+        reclaim_in_moto(bot, spot, "terminate", SPOT_CODE, transition_reason=dated)
         runtime.run("reconcile")
         said = texts(bot.standin.dms(BOB.id))
         assert f"`{spot}` was reclaimed by AWS at 2026-11-29 14:02 UTC (noticed " in said
 
         bot.clock.advance(minutes=3)
         noticed = bot.clock.now()
-        reclaim_terminated_in_moto(bot, other, "Service initiated")
+        reclaim_in_moto(bot, other, "terminate", SPOT_CODE, transition_reason="Service initiated")
         runtime.run("reconcile")
         said = texts(bot.standin.dms(BOB.id))
         assert (

@@ -7,16 +7,23 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from moto.ec2.models import ec2_backends
-from moto.ec2.models.instances import StateReason
 from PIL import Image
 
 from bot.scheduler.runtime import SchedulerRuntime
 from bot.services.operations import OpStatus
 from providers.base import InstanceState, Lifecycle
-from tests.integration.scheduler.conftest import TEAM, BotFactory, launch, move_to, scheduler_for, texts
+from tests.integration.scheduler.conftest import (
+    TEAM,
+    BotFactory,
+    launch,
+    launch_spot,
+    move_to,
+    reclaim_in_moto,
+    scheduler_for,
+    texts,
+)
 from tests.support.harness import Bot
-from tests.support.moto import ACCOUNT_ID, DEFAULT_REGION, run_instances
+from tests.support.moto import run_instances
 from tests.support.slack import BOB, CAROL, OPS
 
 MONDAY = datetime(2027, 3, 15, 15, 0, tzinfo=UTC)
@@ -132,32 +139,6 @@ def test_spot_interruption_is_said_plainly_with_the_running_job(make_bot: BotFac
         assert "job `job-0123abcd` was running" in said
 
 
-def spot_instance(bot: Bot, owner: str = BOB.id) -> str:
-    tags = [{"Key": "runctl:managed", "Value": "true"}, {"Key": "runctl:owner", "Value": owner}]
-    return str(
-        bot.aws.client("ec2").run_instances(
-            ImageId="ami-0d27e0fb3bac4d724",
-            MinCount=1,
-            MaxCount=1,
-            InstanceType="g5.xlarge",
-            InstanceMarketOptions={"MarketType": "spot"},
-            TagSpecifications=[{"ResourceType": "instance", "Tags": tags}],
-        )["Instances"][0]["InstanceId"]
-    )
-
-
-def reclaim(bot: Bot, instance_id: str, how: str, code: str) -> None:
-    """Stop or terminate in moto, then give the machine the state reason EC2 reports for a spot reclaim.
-
-    moto has no spot market to reclaim from, and says "Client.UserInitiatedShutdown" for every stop; its
-    server runs in this process, so the reason is set on moto's own record and DescribeInstances returns it.
-    """
-    ec2 = bot.aws.client("ec2")
-    (ec2.terminate_instances if how == "terminate" else ec2.stop_instances)(InstanceIds=[instance_id])
-    machine = ec2_backends[ACCOUNT_ID][DEFAULT_REGION].get_instance(instance_id)
-    machine.state_reason = StateReason(f"{code}: Spot instance {how}", code)
-
-
 @pytest.mark.parametrize(
     ("how", "code", "state"),
     [
@@ -169,8 +150,8 @@ def test_the_reconcile_job_tells_the_owner_aws_reclaimed_the_spot_machine(
     make_bot: BotFactory, how: str, code: str, state: str
 ) -> None:
     with make_bot() as bot:
-        iid = spot_instance(bot)
-        mine = spot_instance(bot)  # stopped by Bob himself: an ordinary notice
+        iid = launch_spot(bot)
+        mine = launch_spot(bot)  # stopped by Bob himself: an ordinary notice
         runtime = scheduler_for(bot)
         assert runtime.run("reconcile")
         assert bot.standin.dms(BOB.id) == []  # first sight is not news
@@ -187,7 +168,7 @@ def test_the_reconcile_job_tells_the_owner_aws_reclaimed_the_spot_machine(
                 started_at=bot.clock.now(),
             )
         )
-        reclaim(bot, iid, how, code)
+        reclaim_in_moto(bot, iid, how, code)
         bot.aws.client("ec2").stop_instances(InstanceIds=[mine])
 
         bot.clock.advance(minutes=1)
