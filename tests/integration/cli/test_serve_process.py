@@ -5,27 +5,17 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from bot.slack.standin import SlackStandIn
 from bot.slack.standin.delivery import deliver, slash_command_request
-from tests.integration.cli.conftest import REPO, base_env, moto_env, run_cli
+from tests.integration.cli.conftest import base_env, run_cli, serving
 from tests.support.moto import MotoServer
 from tests.support.slack import BOB, FLEET
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _wait_healthy(port: int, proc: subprocess.Popen[str], timeout: float = 20.0) -> dict[str, str]:
@@ -55,42 +45,6 @@ def _wait_ready(port: int, timeout: float = 30.0) -> dict[str, str]:
     raise AssertionError(f"serve never became ready: {detail}")
 
 
-@contextmanager
-def _serving(
-    tmp_path: Path, standin: SlackStandIn, aws: MotoServer
-) -> Iterator[tuple[subprocess.Popen[str], int]]:
-    """`runctl-bot serve` as a real process on a free port, against the stand-in and moto."""
-    port = _free_port()
-    env = base_env(
-        tmp_path,
-        {
-            "SLACK_BOT_TOKEN": standin.bot_token,
-            "SLACK_SIGNING_SECRET": standin.signing_secret,
-            "RUNCTL_SLACK_API_URL": standin.api_url,
-            "RUNCTL_PORT": str(port),
-            "RUNCTL_HOST": "127.0.0.1",
-            "RUNCTL_USERS": BOB.id,
-            "RUNCTL_TEAM_CHANNEL": FLEET.id,
-            **moto_env(aws),
-        },
-    )
-    assert run_cli(["migrate"], env).returncode == 0
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bot", "serve"],
-        env=env,
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        yield proc, port
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-
-
 def test_serve_refuses_an_unmigrated_database(tmp_path: Path) -> None:
     env = base_env(tmp_path, {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "x"})
     result = run_cli(["serve"], env)
@@ -102,7 +56,7 @@ def test_serve_refuses_an_unmigrated_database(tmp_path: Path) -> None:
 def test_serve_answers_signed_help_refuses_forged_and_stops_on_sigterm(
     tmp_path: Path, standin: SlackStandIn, aws: MotoServer
 ) -> None:
-    with _serving(tmp_path, standin, aws) as (proc, port):
+    with serving(tmp_path, standin, aws) as (proc, port):
         assert _wait_healthy(port, proc) == {"status": "ok"}
         url = f"http://127.0.0.1:{port}/slack/events"
 
@@ -168,7 +122,7 @@ def _work_process_pid(parent: int) -> int:
 def test_a_crashed_work_process_is_restarted_and_the_interrupted_user_is_told(
     tmp_path: Path, standin: SlackStandIn, aws: MotoServer
 ) -> None:
-    with _serving(tmp_path, standin, aws) as (proc, port):
+    with serving(tmp_path, standin, aws) as (proc, port):
         _wait_healthy(port, proc)
         assert _wait_ready(port)["work_process"] == "ok"
         url = f"http://127.0.0.1:{port}/slack/events"

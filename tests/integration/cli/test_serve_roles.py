@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import sqlite3
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -24,17 +22,11 @@ from typing import Any, TypeVar
 
 from bot.slack.standin import SlackStandIn
 from bot.slack.standin.delivery import deliver, slash_command_request
-from tests.integration.cli.conftest import REPO, base_env, moto_env, run_cli
+from tests.integration.cli.conftest import serving
 from tests.support.moto import MotoServer, run_instances
 from tests.support.slack import BOB, FLEET
 
 T = TypeVar("T")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _until(probe: Callable[[], T | None], what: str, proc: subprocess.Popen[str], timeout: float = 30) -> T:
@@ -84,38 +76,10 @@ def _rows(db: Path, query: str) -> list[tuple[Any, ...]]:
 def _serving(
     role: str, tmp_path: Path, standin: SlackStandIn, aws: MotoServer
 ) -> Iterator[tuple[subprocess.Popen[str], int, Path]]:
-    port = _free_port()
-    env = base_env(
-        tmp_path,
-        {
-            "SLACK_BOT_TOKEN": standin.bot_token,
-            "SLACK_SIGNING_SECRET": standin.signing_secret,
-            "RUNCTL_SLACK_API_URL": standin.api_url,
-            "RUNCTL_PORT": str(port),
-            "RUNCTL_HOST": "127.0.0.1",
-            "RUNCTL_USERS": BOB.id,
-            "RUNCTL_TEAM_CHANNEL": FLEET.id,
-            # Short enough that a scheduler, had it started, shows within the test.
-            "RUNCTL_RECONCILE_INTERVAL": "1s",
-            "RUNCTL_SCHEDULER_LEASE_TTL": "3s",
-            **moto_env(aws),
-        },
-    )
-    assert run_cli(["migrate"], env).returncode == 0
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bot", "serve", "--role", role],
-        env=env,
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
+    # Short enough that a scheduler, had it started, shows within the test.
+    fast = {"RUNCTL_RECONCILE_INTERVAL": "1s", "RUNCTL_SCHEDULER_LEASE_TTL": "3s"}
+    with serving(tmp_path, standin, aws, "--role", role, extra_env=fast) as (proc, port):
         yield proc, port, tmp_path / "bot.db"
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 def _stop(proc: subprocess.Popen[str]) -> str:
