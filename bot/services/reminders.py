@@ -47,7 +47,7 @@ from bot.views import blocks as bk
 from bot.views import operations as op_views
 from bot.views import reminders as views
 from providers import tags as tagschema
-from providers.base import Instance, InstanceState
+from providers.base import Instance, InstanceState, UtilisationSeries
 from providers.errors import ProviderError
 from storage.models import CleanupMark, MarkState, Operation
 
@@ -161,17 +161,7 @@ class IdleCycleService:
             if set(evaluate(Action.IDLE_REMIND, f, ctx).rules) <= _CANDIDATE_RULES
         ]
         report.candidates = len(candidates)
-        series = (
-            deps.provider.utilisation(
-                candidates,
-                end=now,
-                window=deps.policy.idle.window,
-                period_seconds=deps.policy.idle.period_seconds,
-                instance_types={iid: by_id[iid].instance_type for iid in candidates},
-            )
-            if candidates
-            else {}
-        )
+        series = self._utilisation([by_id[iid] for iid in candidates], now)
         for iid in candidates:
             verdict = idle_verdict(series.get(iid, {}), deps.policy.idle, now, instance_id=iid)
             facts[iid] = replace(facts[iid], idle=verdict)
@@ -226,6 +216,21 @@ class IdleCycleService:
         if acts:
             self._act(acts, ctx, report, hourly)
         return report
+
+    def _utilisation(
+        self, instances: list[Instance], now: datetime
+    ) -> dict[str, dict[str, UtilisationSeries]]:
+        """One batched metric fetch over the idle window, with the types (so CPU-only machines skip GPU)."""
+        if not instances:
+            return {}
+        idle = self._deps.policy.idle
+        return self._deps.provider.utilisation(
+            [i.id for i in instances],
+            end=now,
+            window=idle.window,
+            period_seconds=idle.period_seconds,
+            instance_types={i.id: i.instance_type for i in instances},
+        )
 
     def _timezone(self, owner: str | None, now: datetime) -> tuple[str | None, str | None]:
         """The owner's zone and, when it is the team default standing in, a note saying so.
@@ -586,17 +591,7 @@ class IdleCycleService:
             found[i].id for i in instance_ids if i in found and found[i].state is InstanceState.RUNNING
         ]
         jobs = {j.instance_id: j.id for j in deps.repos.jobs.list_active(running)} if running else {}
-        series = (
-            deps.provider.utilisation(
-                running,
-                end=now,
-                window=deps.policy.idle.window,
-                period_seconds=deps.policy.idle.period_seconds,
-                instance_types={i: found[i].instance_type for i in running},
-            )
-            if running
-            else {}
-        )
+        series = self._utilisation([found[i] for i in running], now)
         ctx = SafetyContext(
             now=now,
             policy=deps.policy,
