@@ -156,17 +156,7 @@ class CommandDispatcher:
         if o.channel is None:
             return Reply(text, blocks, public=True)
         # A channel message rather than a response-URL answer: Start it back updates it in place later.
-        try:
-            posted = self._s.deps.notifier.post(o.channel, text, blocks)
-        except Exception:
-            log.exception(
-                "could not post the cleanup %s in %s; answering through the response URL",
-                result.operation_id,
-                o.channel,
-            )
-            return Reply(text, blocks, public=True)
-        self._s.deps.repos.operations.set_slack_message(result.operation_id, posted.channel, posted.ts)
-        return NOTHING
+        return self._show_in_channel(result.operation_id, o.channel, text, blocks)
 
     def _config(self, c: cmds.ConfigCommand, o: Origin) -> Reply:
         text, blocks = fleet_views.config_summary(self._config_rows)
@@ -175,7 +165,6 @@ class CommandDispatcher:
     # --- changes ---------------------------------------------------------------------------------
 
     def _post_outcome(self, outcome: Outcome, o: Origin, ref: MessageRef | None = None) -> Reply:
-        notifier = self._s.deps.notifier
         if outcome.status == OpStatus.AWAITING_APPROVAL:
             if o.channel is None:
                 return Reply("This needs an approval; ask in a channel.")
@@ -186,21 +175,31 @@ class CommandDispatcher:
             return Reply(text, blocks)
         if o.channel is None:
             return Reply(text, blocks)
-        # The cloud has already acted: if Slack will not take the channel message, the result still
-        # reaches the channel through the command's response URL rather than turning into an error.
+        return self._show_in_channel(outcome.operation_id, o.channel, text, blocks, ref)
+
+    def _show_in_channel(
+        self,
+        operation_id: str,
+        channel: str,
+        text: str,
+        blocks: list[bk.Block],
+        ref: MessageRef | None = None,
+    ) -> Reply:
+        """Post (or update `ref`) in the channel and remember the message on the operation. The cloud has
+        already acted: if Slack will not take the message, the result still reaches the channel through
+        the command's response URL rather than turning into an error."""
+        notifier = self._s.deps.notifier
         try:
             if ref is not None:
                 notifier.update(ref, text, blocks)
                 return NOTHING
-            posted = notifier.post(o.channel, text, blocks)
+            posted = notifier.post(channel, text, blocks)
         except Exception:
             log.exception(
-                "could not show the outcome of operation %s in %s; answering through the response URL",
-                outcome.operation_id,
-                o.channel,
+                "could not show operation %s in %s; answering through the response URL", operation_id, channel
             )
             return Reply(text, blocks, public=True)
-        self._s.deps.repos.operations.set_slack_message(outcome.operation_id, posted.channel, posted.ts)
+        self._s.deps.repos.operations.set_slack_message(operation_id, posted.channel, posted.ts)
         return NOTHING
 
     def _create(self, c: cmds.CreateCommand, o: Origin) -> Reply:
