@@ -14,6 +14,7 @@ from moto.ec2.models.instances import StateReason
 
 from bot.scheduler.runtime import SchedulerRuntime
 from bot.slack.standin import SlackStandIn
+from storage.models import TrainingJob
 from tests.support.harness import Bot, running_bot
 from tests.support.moto import ACCOUNT_ID, DEFAULT_REGION, MotoServer, put_metric_points, run_instances
 from tests.support.slack import BOB, FLEET
@@ -92,6 +93,21 @@ def reclaim_in_moto(
     machine.state_reason = StateReason(f"{code}: Spot instance {how}", code)
     if transition_reason is not None:
         machine._reason = transition_reason
+
+
+def running_job(bot: Bot, instance_id: str, job_id: str = "job-0123abcd") -> None:
+    """A training job of Bob's recorded as running on `instance_id`."""
+    bot.repos.jobs.create(
+        TrainingJob(
+            id=job_id,
+            instance_id=instance_id,
+            owner=BOB.id,
+            status="running",
+            code_uri="s3://b/c.tar.gz",
+            entry="train.py",
+            started_at=bot.clock.now(),
+        )
+    )
 
 
 def cpu(bot: Bot, instance_id: str, value: float, *, minutes: int = 65) -> None:

@@ -20,7 +20,7 @@ from bot.metrics import OUTBOX_MESSAGES
 from bot.scheduler.runtime import SchedulerRuntime
 from bot.services.outbox import Outbox, Outcome
 from bot.slack.standin import SlackStandIn
-from storage.models import OutboxStatus, TrainingJob
+from storage.models import OutboxStatus
 from tests.integration.scheduler.conftest import (
     TEAM,
     BotFactory,
@@ -29,6 +29,7 @@ from tests.integration.scheduler.conftest import (
     launch_spot,
     move_to,
     reclaim_in_moto,
+    running_job,
     scheduler_for,
     state_of,
     texts,
@@ -57,20 +58,6 @@ def standin() -> Iterator[SlackStandIn]:
 def started(bot: Bot) -> Bot:
     _clocks.append(bot.clock)
     return bot
-
-
-def running_job(bot: Bot, instance_id: str, job_id: str = "job-0123abcd") -> None:
-    bot.repos.jobs.create(
-        TrainingJob(
-            id=job_id,
-            instance_id=instance_id,
-            owner=BOB.id,
-            status="running",
-            code_uri="s3://b/c.tar.gz",
-            entry="train.py",
-            started_at=bot.clock.now(),
-        )
-    )
 
 
 def gave_up_count() -> float:

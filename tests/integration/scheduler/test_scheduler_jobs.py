@@ -19,6 +19,7 @@ from tests.integration.scheduler.conftest import (
     launch_spot,
     move_to,
     reclaim_in_moto,
+    running_job,
     scheduler_for,
     texts,
 )
@@ -111,19 +112,7 @@ def test_spot_interruption_is_said_plainly_with_the_running_job(make_bot: BotFac
         inst = bot.application.services.deps.provider.describe(iid)
         assert inst is not None and inst.lifecycle is Lifecycle.SPOT
         # moto cannot reclaim a spot machine: record what EC2 reports when it does.
-        from storage.models import TrainingJob
-
-        bot.repos.jobs.create(
-            TrainingJob(
-                id="job-0123abcd",
-                instance_id=iid,
-                owner=BOB.id,
-                status="running",
-                code_uri="s3://b/c.tar.gz",
-                entry="train.py",
-                started_at=bot.clock.now(),
-            )
-        )
+        running_job(bot, iid)
         at = bot.clock.now()
         reclaimed = replace(
             inst,
@@ -155,19 +144,7 @@ def test_the_reconcile_job_tells_the_owner_aws_reclaimed_the_spot_machine(
         runtime = scheduler_for(bot)
         assert runtime.run("reconcile")
         assert bot.standin.dms(BOB.id) == []  # first sight is not news
-        from storage.models import TrainingJob
-
-        bot.repos.jobs.create(
-            TrainingJob(
-                id="job-0123abcd",
-                instance_id=iid,
-                owner=BOB.id,
-                status="running",
-                code_uri="s3://b/c.tar.gz",
-                entry="train.py",
-                started_at=bot.clock.now(),
-            )
-        )
+        running_job(bot, iid)
         reclaim_in_moto(bot, iid, how, code)
         bot.aws.client("ec2").stop_instances(InstanceIds=[mine])
 
