@@ -38,6 +38,11 @@ FLEET_HOURLY_USD = Gauge(
     "runctl_fleet_usd_per_hour", "What the running managed fleet costs per hour", registry=REGISTRY
 )
 
+WORK_PENDING = Gauge(
+    "runctl_work_pending",
+    "Acked Slack requests whose work the work process has not reported done",
+    registry=REGISTRY,
+)
 OUTBOX_MESSAGES = Counter(
     "runctl_slack_outbox_total",
     "Slack messages through the outbox: sent, queued after a failure, resent, or given up",

@@ -78,6 +78,10 @@ class ProcessHandoff:
     # --- lifecycle -------------------------------------------------------------------------------
 
     def start(self) -> None:
+        from bot.metrics import WORK_PENDING
+
+        # Read when /metrics is scraped: a queue that only grows means the work process is stuck or slow.
+        WORK_PENDING.set_function(self.pending)
         self._spawn()
         for target, name in ((self._send_loop, "work-send"), (self._receive_loop, "work-receive")):
             thread = threading.Thread(target=target, name=name, daemon=True)

@@ -45,6 +45,24 @@ def _wait_ready(port: int, timeout: float = 30.0) -> dict[str, str]:
     raise AssertionError(f"serve never became ready: {detail}")
 
 
+def _pending(port: int) -> float:
+    """`runctl_work_pending` from `/metrics`: acked work the work process has not reported done."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        for line in response.read().decode().splitlines():
+            if line.startswith("runctl_work_pending "):
+                return float(line.split()[1])
+    raise AssertionError("/metrics has no runctl_work_pending")
+
+
+def _wait_pending(port: int, expected: float, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    seen = _pending(port)
+    while seen != expected and time.monotonic() < deadline:
+        time.sleep(0.05)
+        seen = _pending(port)
+    assert seen == expected, f"runctl_work_pending stayed {seen}, expected {expected}"
+
+
 def test_serve_refuses_an_unmigrated_database(tmp_path: Path) -> None:
     env = base_env(tmp_path, {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "x"})
     result = run_cli(["serve"], env)
@@ -138,6 +156,7 @@ def test_a_crashed_work_process_is_restarted_and_the_interrupted_user_is_told(
         )
         assert deliver(url, create.body, create.headers).status == 200
         standin.wait_for(lambda: standin.calls("chat.postMessage"), timeout=20, description="create's post")
+        assert _pending(port) == 1.0  # acked, started, not done: what an operator's alert would watch
         os.kill(first, signal.SIGKILL)
 
         told = standin.wait_for(
@@ -150,6 +169,7 @@ def test_a_crashed_work_process_is_restarted_and_the_interrupted_user_is_told(
             description="the interrupted notice",
         )
         assert len(told) == 1
+        assert _pending(port) == 0.0  # the interrupted create is no longer counted as waiting
         assert _wait_ready(port)["work_process"] == "ok"
         assert _work_process_pid(proc.pid) != first
 
@@ -161,6 +181,7 @@ def test_a_crashed_work_process_is_restarted_and_the_interrupted_user_is_told(
         standin.wait_for(
             lambda: standin.response_posts(listing.response_url_id), timeout=20, description="list answer"
         )
+        _wait_pending(port, 0.0)
 
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0
