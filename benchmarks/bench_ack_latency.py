@@ -2,12 +2,13 @@
 
 Slack drops a slash command that is not acknowledged within 3 s, so the ack must not wait for AWS. This
 measures, in one run and on one HTTP stack (waitress via `bot.web.HttpServer` + `make_wsgi_app` + Bolt's
-`SlackRequestHandler`, same thread count), three apps side by side:
+`SlackRequestHandler`, same thread count, same Bolt settings), each as a process of its own:
 
-* **bare** — a Bolt app whose only listener is `ack()`: the floor the stack itself sets;
-* **bot** — the production app from `bot.wiring.build_application`, built as `serve` builds it: this
-  process acks and a work process runs the work after each ack for real (lists against a 50-machine
-  fleet; creates that launch in moto) while later requests are measured;
+* **bare** — `python -m benchmarks.bare_app`, a Bolt app whose only listener is `ack()`: the floor the
+  stack itself sets;
+* **bot** — `runctl-bot serve --role web`, the production process: it acks and its work process runs the
+  work after each ack for real (lists against a 50-machine fleet; creates that launch in moto) while later
+  requests are measured;
 * **bot + cycle** — the same, with the real idle cycle (`IdleCycleService.run()` through the production
   services, dry run) running back to back in another process, as the scheduler runs it in the work
   process: it lists the fleet and fetches metrics from the same moto, writes marks in the same database
@@ -25,42 +26,36 @@ import logging
 import math
 import multiprocessing
 import os
+import sys
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
-from slack_bolt import App
-from slack_bolt.adapter.wsgi import SlackRequestHandler
-
 from benchmarks.common import (
-    GcWatch,
     LoadGenerator,
     LoadResult,
     MotoProcess,
     PreparedRequest,
     RunningBot,
+    ServedProcess,
+    environment,
+    free_port,
     latency_summary,
     live_instances,
-    peak_rss_mb,
-    rss_mb,
     running_bot,
     seed_cpu,
     seed_fleet,
-    served,
-    slack_url,
     terminate,
     x86_image,
 )
-from bot.config import Settings
+from bot.config import Settings, load_settings
 from bot.core.clock import SystemClock
 from bot.services.dispatch import DEFAULT_PROJECT as CREATE_PROJECT  # what a plain `create` tags
 from bot.slack.standin import Channel, SlackStandIn, User
 from bot.slack.standin.delivery import slash_command_request
-from bot.web import make_wsgi_app
 from providers import tags
 
 NAME = "ack_latency"
@@ -72,8 +67,13 @@ TARGET_RATIO = 1.5
 SLACK_LIMIT_MS = 3000.0
 FULL_REQUESTS = 100
 QUICK_REQUESTS = 30
-VARIANTS = ("bare", "bot", "bot+cycle")
-COMMANDS = {"list": "list", "create": "create g5.xlarge"}
+#: "bare": Bolt's defaults (the listener runs in Bolt's pool, the request thread polls for `ack()` every
+#: 10 ms); "bare inline": the bot's own Bolt setting (`PROCESS_BEFORE_RESPONSE`), the floor of its stack.
+BARES = ("bare", "bare inline")
+BOTS = ("bot", "bot+cycle")
+VARIANTS = (*BARES, *BOTS)
+#: `help` is answered in the ack itself: nothing runs after it, which isolates the bot's own ack path.
+COMMANDS = {"list": "list", "create": "create g5.xlarge", "help": "help"}
 FLEET_PROJECT = "bench"
 HIGH = "1000000"  # "no limit" for the launch guards: every create must launch, none may wait for approval
 LIMITS = {
@@ -92,18 +92,46 @@ def _people() -> tuple[User, User, Channel]:
     return requester, admin, channel
 
 
-def bare_app(like: App, signing_secret: str, workers: int) -> App:
-    """The floor: Bolt with one listener that only acks, configured like the bot's app `like` otherwise
-    (same Web API client, listener pool size and `process_before_response`)."""
-    app = App(
-        client=like.client,
-        signing_secret=signing_secret,
-        token_verification_enabled=False,
-        listener_executor=ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bare"),
-        process_before_response=like.process_before_response,
+@contextmanager
+def bare_apps(bot: RunningBot) -> Iterator[dict[str, str]]:
+    """Both bare apps, each as its own process on the bot's environment (workers, secret, client) and its
+    own port; yields the URL to send commands to, by variant."""
+    servers = []
+    try:
+        urls = {}
+        for variant in BARES:
+            port = free_port()
+            env = {**bot.env, "RUNCTL_PORT": str(port)}
+            argv = [
+                sys.executable,
+                "-m",
+                "benchmarks.bare_app",
+                *(["--inline"] if "inline" in variant else []),
+            ]
+            servers.append(ServedProcess(argv, env, port, variant.replace(" ", "-")).start())
+            urls[variant] = f"{servers[-1].base_url}/slack/events"
+        yield urls
+    finally:
+        for server in servers:
+            server.stop()
+
+
+def _reconcile(settings: Settings) -> None:
+    """Record the seeded fleet in the bot's database, as its scheduler's first reconcile would."""
+    from bot.slack.client import make_web_client
+    from bot.slack.notifier import SlackNotifier
+    from bot.wiring import build_services
+    from storage.engine import make_engine
+
+    engine = make_engine(settings.database_url)
+    services = build_services(
+        settings, engine=engine, notifier=SlackNotifier(make_web_client(settings)), clock=SystemClock()
     )
-    app.command(COMMAND)(lambda ack: ack())
-    return app
+    try:
+        services.tracking.reconcile()
+    finally:
+        services.shutdown()
+        engine.dispose()
 
 
 class Reaper:
@@ -261,13 +289,20 @@ def _quiet_logs() -> Iterator[None]:
 
 
 class Bench:
-    """One bot, one bare app, one load generator: runs and checks the cells."""
+    """One bot, two bare apps, one load generator: runs and checks the cells."""
 
     def __init__(
-        self, bot: RunningBot, bare_url: str, load: LoadGenerator, requester: User, channel: Channel
+        self,
+        bot: RunningBot,
+        settings: Settings,
+        bare_urls: dict[str, str],
+        load: LoadGenerator,
+        requester: User,
+        channel: Channel,
     ) -> None:
         self.bot = bot
-        self.bare_url = bare_url
+        self.settings = settings
+        self.bare_urls = bare_urls
         self.load = load
         self.requester = requester
         self.channel = channel
@@ -293,7 +328,7 @@ class Bench:
 
     def drain(self) -> float:
         began = time.perf_counter()
-        if not self.bot.application.drain(timeout=300):
+        if not self.bot.drain(timeout=300):
             raise RuntimeError("the bot's work did not drain within 300 s")
         return time.perf_counter() - began
 
@@ -302,7 +337,7 @@ class Bench:
 
     def warm_up(self) -> None:
         """First requests pay for imports, auth.test and connection pools; none of that is an ack."""
-        for url in (self.bare_url, self.bot.url):
+        for url in (*self.bare_urls.values(), self.bot.url):
             self.fire(url, "list", 20, 5)
         reaper = Reaper(self.bot.moto, CREATE_PROJECT).start()
         self.fire(self.bot.url, COMMANDS["create"], 5, 5)
@@ -311,24 +346,18 @@ class Bench:
 
     def cell(self, command: str, concurrency: int, variant: str, count: int) -> dict[str, Any]:
         text = COMMANDS[command]
-        if variant == "bare":
-            with GcWatch() as collections:
-                result = self.fire(self.bare_url, text, count, concurrency)
-            return {
-                "latency": latency_summary(result.latencies),
-                **_load_facts(result),
-                "gc_during_acks": collections.summary(),
-            }
+        if variant in BARES:
+            result = self.fire(self.bare_urls[variant], text, count, concurrency)
+            return {"latency": latency_summary(result.latencies), **_load_facts(result)}
         loop: CycleLoop | None = None
         if variant == "bot+cycle":
-            loop = CycleLoop(self.bot.application.settings, self.channel.id).start()
+            loop = CycleLoop(self.settings, self.channel.id).start()
         reaper = Reaper(self.bot.moto, CREATE_PROJECT).start() if command == "create" else None
         answered_before = self.answered()
         began = time.perf_counter()
         try:
             try:
-                with GcWatch() as collections:
-                    result = self.fire(self.bot.url, text, count, concurrency)
+                result = self.fire(self.bot.url, text, count, concurrency)
                 last_ack = time.perf_counter()
             finally:
                 if loop is not None:
@@ -343,17 +372,19 @@ class Bench:
         cell: dict[str, Any] = {
             "latency": latency_summary(result.latencies),
             **_load_facts(result),
-            "gc_during_acks": collections.summary(),
             "work": {
                 "drain_after_last_ack_s": round(drained_after, 3),
                 "acks_and_work_s": round(work_total, 3),
             },
         }
+        done = self.answered() - answered_before
         if command == "list":
-            done = self.answered() - answered_before
             cell["work"]["lists_answered"] = done
             if done != count:
                 raise RuntimeError(f"{count} lists were acked but {done} were answered")
+        elif command == "help":
+            if done or self.bot.pending():
+                raise RuntimeError(f"`help` is answered in the ack, yet {done} answers were posted after it")
         else:
             cell["work"]["machines_launched"] = len(launched)
             if len(launched) != count:
@@ -397,17 +428,19 @@ def run(quick: bool) -> dict[str, Any]:
                 **LIMITS,
             },
         ) as bot,
+        # What the bot runs on, here too: the fleet's reconcile and the idle-cycle process use it.
+        environment(bot.env),
         LoadGenerator() as load,
     ):
-        workers = bot.application.settings.workers
+        settings = load_settings()  # as the bot process read them
+        workers = settings.workers
         fleet = seed_fleet(
             moto, FLEET_SIZE, {tags.MANAGED: "true", tags.OWNER: requester.id, tags.PROJECT: FLEET_PROJECT}
         )
         seed_cpu(moto, {i: (1.0 if n % 2 else 60.0) for n, i in enumerate(fleet)})
-        bot.application.services.tracking.reconcile()
-        bare = bare_app(bot.application.slack_app, standin.signing_secret, workers)
-        with served(make_wsgi_app(SlackRequestHandler(bare)), threads=workers) as bare_server:
-            bench = Bench(bot, slack_url(bare_server), load, requester, channel)
+        _reconcile(settings)
+        with bare_apps(bot) as bare_urls:
+            bench = Bench(bot, settings, bare_urls, load, requester, channel)
             bench.warm_up()
             cells: list[dict[str, Any]] = []
             for command in COMMANDS:
@@ -416,13 +449,17 @@ def run(quick: bool) -> dict[str, Any]:
                     for variant in VARIANTS:
                         row[variant] = bench.cell(command, level, variant, count)
                         _progress(command, level, variant, row[variant])
-                    bare_p99 = row["bare"]["latency"]["p99_ms"]
-                    row["ratio_p99"] = {
-                        v: round(row[v]["latency"]["p99_ms"] / bare_p99, 2) for v in VARIANTS[1:]
-                    }
+                    for bare, key in (("bare", "ratio_p99"), ("bare inline", "ratio_p99_inline")):
+                        floor = row[bare]["latency"]["p99_ms"]
+                        row[key] = {v: round(row[v]["latency"]["p99_ms"] / floor, 2) for v in BOTS}
                     cells.append(row)
-        rss = {"bot_process_rss_mb": rss_mb(), "bot_process_peak_rss_mb": peak_rss_mb()}
+        peaks = bot.server.peak_rss_mb()
+        rss = {
+            "bot_process_peak_rss_mb": peaks.pop(str(bot.server.pid)),
+            "work_process_peak_rss_mb": max(peaks.values(), default=0.0),
+        }
     met = all(r <= TARGET_RATIO for c in cells for r in c["ratio_p99"].values())
+    inline_met = all(r <= TARGET_RATIO for c in cells for r in c["ratio_p99_inline"].values())
     setup = {
         "requests_per_cell": count,
         "levels": list(LEVELS),
@@ -441,6 +478,8 @@ def run(quick: bool) -> dict[str, Any]:
         "cells": cells,
         "target": f"bot p99 <= {TARGET_RATIO} x bare p99 at every level",
         "target_met": met,
+        "inline_floor": f"bot p99 <= {TARGET_RATIO} x bare inline p99 at every level",
+        "inline_floor_met": inline_met,
         "slack_limit_ms": SLACK_LIMIT_MS,
         **rss,
         "wall_s": round(time.perf_counter() - started, 1),
@@ -454,7 +493,7 @@ def _progress(command: str, level: int, variant: str, cell: dict[str, Any]) -> N
     work = cell.get("work", {})
     extra = f", work drained {work['drain_after_last_ack_s']:.2f} s after the last ack" if work else ""
     print(
-        f"  {command:<6} x{level:<3} {variant:<9} p50 {lat['p50_ms']:7.2f}  p99 {lat['p99_ms']:7.2f}  "
+        f"  {command:<6} x{level:<3} {variant:<11} p50 {lat['p50_ms']:7.2f}  p99 {lat['p99_ms']:7.2f}  "
         f"max {lat['max_ms']:7.2f} ms{extra}",
         flush=True,
     )
@@ -464,31 +503,35 @@ def render(result: dict[str, Any]) -> str:
     """The markdown section: latency table, work-after-ack table, and what was set up."""
     setup = result["setup"]
     verdict = "met" if result["target_met"] else "missed"
+    inline_verdict = "met" if result["inline_floor_met"] else "missed"
     n = setup["requests_per_cell"]
     from_top = n - math.ceil(0.99 * n)  # how many samples are slower than the nearest-rank p99
     p99_is = "the slowest" if from_top == 0 else f"the slowest but {from_top}"
     lines = [
         f"{n} signed requests per cell. Latency is the time from sending a request to the last byte of "
         f"its HTTP response (the ack), in ms; with {n} samples p99 is {p99_is}. "
-        f"Target: bot p99 ≤ {TARGET_RATIO}× bare p99 at every level — **{verdict}**. "
-        "*Full GCs* counts the bot process's full garbage collections while the requests were sent, "
-        "with the longest one.",
+        "*bare*: a Bolt app that only acks, on Bolt's defaults; *bare inline*: the same with the bot's "
+        "own Bolt setting, the listener in the request thread. Each app is a process of its own. "
+        f"Target: bot p99 ≤ {TARGET_RATIO}× bare p99 at every level — **{verdict}**; "
+        f"against bare inline — **{inline_verdict}**. `help` is answered in the ack, with no work after it.",
         "",
-        "| command | concurrent | app | p50 | p95 | p99 | max | p99 ÷ bare | req/s | full GCs (longest ms) |",
+        "| command | concurrent | app | p50 | p95 | p99 | max | p99 ÷ bare | p99 ÷ bare inline | req/s |",
         "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for cell in result["cells"]:
         for variant in VARIANTS:
             data = cell[variant]
             lat = data["latency"]
-            ratio = 1.0 if variant == "bare" else cell["ratio_p99"][variant]
-            mark = " ✗" if ratio > TARGET_RATIO else ""
-            collections = data["gc_during_acks"]
+            ratios = ["—", "—"]
+            if variant in BOTS:
+                ratios = [
+                    f"{r:.2f}{' ✗' if r > TARGET_RATIO else ''}"
+                    for r in (cell["ratio_p99"][variant], cell["ratio_p99_inline"][variant])
+                ]
             lines.append(
                 f"| `{cell['command']}` | {cell['concurrency']} | {variant} | {lat['p50_ms']:.1f} | "
-                f"{lat['p95_ms']:.1f} | {lat['p99_ms']:.1f} | {lat['max_ms']:.1f} | {ratio:.2f}{mark} | "
-                f"{data['requests_per_s']:.0f} | "
-                f"{collections['full_collections']} ({collections['longest_full_ms']:.0f}) |"
+                f"{lat['p95_ms']:.1f} | {lat['p99_ms']:.1f} | {lat['max_ms']:.1f} | {ratios[0]} | "
+                f"{ratios[1]} | {data['requests_per_s']:.0f} |"
             )
     over = sum(c[v]["over_slack_limit"] for c in result["cells"] for v in VARIANTS)
     lines += [
@@ -506,7 +549,9 @@ def render(result: dict[str, Any]) -> str:
         "| --- | ---: | --- | ---: | ---: | ---: | ---: |",
     ]
     for cell in result["cells"]:
-        for variant in VARIANTS[1:]:
+        if cell["command"] == f"{COMMAND} help":
+            continue
+        for variant in BOTS:
             data = cell[variant]
             cycle = data.get("cycle")
             cycles = f"{cycle['cycles_completed']} ({cycle['cycle_mean_ms']:.0f})" if cycle else "—"
@@ -521,7 +566,9 @@ def render(result: dict[str, Any]) -> str:
         f"Setup: {setup['fleet_machines']} managed machines in moto (half idle, half busy CPU); "
         f"{setup['http_threads']} waitress threads and {setup['bot_workers']} executor workers "
         f"(the defaults); {setup['connections']}; {setup['limits']}; "
-        f"bot+cycle: {setup['cycle']}. Bot process peak RSS {result['bot_process_peak_rss_mb']:.0f} MB; "
+        f"bot+cycle: {setup['cycle']}. Peak RSS: the bot's web process "
+        f"{result['bot_process_peak_rss_mb']:.0f} MB, its work process "
+        f"{result['work_process_peak_rss_mb']:.0f} MB; "
         f"whole run {result['wall_s']:.0f} s.",
     ]
     return "\n".join(lines)

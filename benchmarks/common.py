@@ -2,15 +2,14 @@
 
 What runs where, and why:
 
-* The bot is built by the production composition root (`bot.wiring.build_application`) and served by the
-  production HTTP stack (`bot.web.HttpServer`, i.e. waitress, + `make_wsgi_app` + Bolt's WSGI adapter), in
-  this process, so a benchmark can drain its executor and call its services directly.
-* moto runs in a process of its own: in production AWS is not inside the bot's process, and moto's CPU
-  time would otherwise compete with the bot for the GIL and be charged to the bot.
+* The bot runs as `runctl-bot serve --role web`, a process of its own with its work process beside it, as
+  in production: the acks are measured in the process that serves them, with nothing of the benchmark's
+  own (the Slack stand-in, checks against moto) competing with them for that process's interpreter lock.
+* moto runs in a process of its own: in production AWS is not inside the bot's process either.
 * The Slack stand-in runs in this process (the bot's answers are small posts to it); it is what builds and
   signs requests exactly as Slack would.
-* Load comes from a separate process (`LoadGenerator`), for the same reason as moto: client threads in the
-  bot's process would steal the GIL from the code being measured.
+* Load comes from a separate process (`LoadGenerator`), for the same reason: client threads in a measured
+  process would steal its interpreter lock.
 
 Nothing here imports from `tests/`: benchmarks must run from a checkout without the test suite. The bot,
 boto3 and moto are imported inside the functions that use them, because the moto and load-generator
@@ -26,6 +25,10 @@ import multiprocessing
 import os
 import platform
 import queue
+import signal
+import socket
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -42,11 +45,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
-    from _typeshed.wsgi import WSGIApplication
-
     from bot.slack.standin import SlackStandIn
-    from bot.web import HttpServer
-    from bot.wiring import Application
 
 REGION = "us-east-1"
 #: Credentials moto accepts; set in this process (and inherited by children) so boto3 never looks further.
@@ -62,6 +61,7 @@ FAKE_AWS_ENV = {
 }
 _AWS_ENV_TO_CLEAR = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE")
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+REPO = Path(__file__).resolve().parent.parent
 
 # --- the machine --------------------------------------------------------------------------------------
 
@@ -112,12 +112,12 @@ def describe_machine(info: Mapping[str, Any]) -> str:
     )
 
 
-def _status_kb(field_name: str) -> float:
-    with open("/proc/self/status", encoding="utf-8") as status:
+def _status_kb(field_name: str, pid: int | str = "self") -> float:
+    with open(f"/proc/{pid}/status", encoding="utf-8") as status:
         for line in status:
             if line.startswith(field_name + ":"):
                 return float(line.split()[1])
-    raise RuntimeError(f"{field_name} is not in /proc/self/status")
+    raise RuntimeError(f"{field_name} is not in /proc/{pid}/status")
 
 
 def rss_mb() -> float:
@@ -431,45 +431,129 @@ def terminate(moto: MotoProcess, instance_ids: Sequence[str]) -> None:
 # --- serving a WSGI app with the production stack -----------------------------------------------------
 
 
-@contextmanager
-def served(app: WSGIApplication, *, threads: int) -> Iterator[HttpServer]:
-    """`app` behind `bot.web.HttpServer` (waitress) on 127.0.0.1 and an OS-chosen port."""
-    from bot.web import HttpServer
-
-    server = HttpServer(app, "127.0.0.1", 0, threads=threads)
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"handle_signals": False}, name="bench-http", daemon=True
-    )
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.close()
-        thread.join(5)
-
-
-def slack_url(server: HttpServer) -> str:
-    return f"http://127.0.0.1:{server.port}/slack/events"
-
-
 # --- the whole bot ------------------------------------------------------------------------------------
+
+
+class ServedProcess:
+    """A command that serves HTTP on 127.0.0.1:`port`, run as its own process, as it runs in production.
+
+    Started by `start`, which returns once `ready_path` answers 200; stopped with SIGTERM (a clean
+    shutdown), then killed if it does not exit.
+    """
+
+    def __init__(self, argv: Sequence[str], env: Mapping[str, str], port: int, name: str) -> None:
+        self.argv = list(argv)
+        self.env = dict(env)
+        self.port = port
+        self.name = name
+        # Closed in stop(); the process writes to it for as long as it runs.
+        self._log = tempfile.TemporaryFile(prefix=f"runctl-bench-{name}-")  # noqa: SIM115
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, ready_path: str = "/healthz", timeout: float = 90.0) -> ServedProcess:
+        env = {k: v for k, v in os.environ.items() if k not in _AWS_ENV_TO_CLEAR}
+        env.update(self.env)
+        self.process = subprocess.Popen(
+            self.argv, env=env, cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.process.returncode}: {self.output()}")
+            try:
+                with urllib.request.urlopen(f"{self.base_url}{ready_path}", timeout=5) as answer:
+                    if answer.status == 200:
+                        return self
+            except OSError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"{self.name} was not ready on {ready_path} within {timeout:g} s: {self.output()}")
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def output(self, tail: int = 4000) -> str:
+        self._log.seek(0)
+        return self._log.read().decode(errors="replace")[-tail:]
+
+    def peak_rss_mb(self) -> dict[str, float]:
+        """The high-water resident set of the process and of each child (the bot's work process), by pid."""
+        peaks = {}
+        for pid in (self.pid, *_children(self.pid)):
+            try:
+                peaks[str(pid)] = round(_status_kb("VmHWM", pid) / 1024, 1)
+            except (OSError, RuntimeError):
+                continue
+        return peaks
+
+    def stop(self, timeout: float = 60.0) -> None:
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(10)
+        self._log.close()
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children", encoding="utf-8") as children:
+            return [int(c) for c in children.read().split()]
+    except OSError:
+        return []
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 @dataclass
 class RunningBot:
+    """`runctl-bot serve --role web` as a process of its own, its work process beside it."""
+
     standin: SlackStandIn
     moto: MotoProcess
-    application: Application
-    server: HttpServer
+    server: ServedProcess
     env: dict[str, str]
 
     @property
     def url(self) -> str:
-        return slack_url(self.server)
+        return f"{self.server.base_url}/slack/events"
 
     @property
     def signing_secret(self) -> str:
         return self.standin.signing_secret
+
+    def pending(self) -> float:
+        """Acked requests whose work is not done yet, from the bot's own `/metrics`."""
+        with urllib.request.urlopen(f"{self.server.base_url}/metrics", timeout=10) as answer:
+            text = answer.read().decode()
+        for line in text.splitlines():
+            if line.startswith("runctl_work_pending "):
+                return float(line.split()[1])
+        raise RuntimeError("the bot's /metrics has no runctl_work_pending")
+
+    def drain(self, timeout: float = 300.0, poll: float = 0.05) -> bool:
+        """Wait until the work after every ack so far is done; True when none is left."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.pending() == 0:
+                return True
+            time.sleep(poll)
+        return False
 
 
 def bot_environment(db_path: Path, standin: SlackStandIn, moto: MotoProcess, **extra: str) -> dict[str, str]:
@@ -494,39 +578,26 @@ def running_bot(
     *,
     workdir: Path | None = None,
 ) -> Iterator[RunningBot]:
-    """The production bot (settings from the environment, as `serve` reads them) on 127.0.0.1.
+    """`runctl-bot serve --role web` on 127.0.0.1, with settings from the environment, as in production.
 
-    The HTTP server gets `settings.workers` threads, as `bot.runtime.serve` gives it.
+    The database is migrated here first. The call returns once `/readyz` says ready, which includes the
+    work process.
     """
-    from slack_bolt.adapter.wsgi import SlackRequestHandler
-
-    from bot.config import load_settings
-    from bot.web import make_wsgi_app
-    from bot.wiring import build_application
     from storage.migrate import upgrade
 
     with tempfile.TemporaryDirectory(prefix="runctl-bench-") as tmp:
         db_path = (workdir or Path(tmp)) / "bot.db"
-        env = bot_environment(db_path, standin, moto, **(extra or {}))
-        with environment(env, clear=_AWS_ENV_TO_CLEAR):
-            settings = load_settings()
-            upgrade(settings.database_url)
-            # As `serve` builds it: with a work process (the default), this process only acks.
-            application = build_application(settings, role="web")
-            if settings.work_process:
-                application.use_work_process(scheduler=False)
-            wsgi = make_wsgi_app(SlackRequestHandler(application.slack_app), ready=application.readiness)
-            application.start()
-            if application.worker is not None and not application.worker.wait_ready(60):
-                raise RuntimeError("the work process did not start within 60 s")
-            from bot.runtime import settle_heap
-
-            settle_heap()  # as `serve` does once the bot is built
-            try:
-                with served(wsgi, threads=settings.workers) as server:
-                    yield RunningBot(standin, moto, application, server, env)
-            finally:
-                application.stop()
+        port = free_port()
+        env = bot_environment(
+            db_path, standin, moto, RUNCTL_HOST="127.0.0.1", RUNCTL_PORT=str(port), **(extra or {})
+        )
+        upgrade(env["DATABASE_URL"])
+        server = ServedProcess([sys.executable, "-m", "bot", "serve", "--role", "web"], env, port, "bot")
+        server.start("/readyz")
+        try:
+            yield RunningBot(standin, moto, server, env)
+        finally:
+            server.stop()
 
 
 # --- load generation in its own process ---------------------------------------------------------------
