@@ -65,6 +65,10 @@ LEVELS = (1, 10, 50)
 FLEET_SIZE = 50
 TARGET_RATIO = 1.5
 SLACK_LIMIT_MS = 3000.0
+#: moto and the Slack stand-in play AWS and Slack, which in production run on other machines. Here they
+#: share the two cores with the bot, so they run at the work process's default niceness: they compete
+#: with the acks no more than the bot's own work after the ack does. The load generator keeps niceness 0.
+HARNESS_NICE = int(Settings.model_fields["work_process_nice"].default)
 FULL_REQUESTS = 100
 QUICK_REQUESTS = 30
 #: "bare": Bolt's defaults (the listener runs in Bolt's pool, the request thread polls for `ack()` every
@@ -134,6 +138,36 @@ def _reconcile(settings: Settings) -> None:
         engine.dispose()
 
 
+def _nice_this_thread(nice: int) -> None:
+    """Linux keeps a niceness per thread, and threads started from this one inherit it."""
+    os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+
+
+@contextmanager
+def _harness_standin(users: list[User], channels: list[Channel]) -> Iterator[SlackStandIn]:
+    """The Slack stand-in, its server thread (and so every request thread) at `HARNESS_NICE`, while the
+    rest of this process, which only waits for the load generator, keeps its niceness."""
+    standin = SlackStandIn(users=users, channels=channels, rate_limit_per_channel=None)
+    failure: list[BaseException] = []
+
+    def start() -> None:
+        _nice_this_thread(HARNESS_NICE)
+        try:
+            standin.start()
+        except BaseException as exc:  # re-raised in the caller's thread
+            failure.append(exc)
+
+    starter = threading.Thread(target=start, name="bench-standin-start")
+    starter.start()
+    starter.join()
+    if failure:
+        raise failure[0]
+    try:
+        yield standin
+    finally:
+        standin.stop()
+
+
 class Reaper:
     """Terminates what the creates launch within a fraction of a second, from outside the bot.
 
@@ -158,6 +192,7 @@ class Reaper:
             self.launched.update(found)
 
     def _loop(self) -> None:
+        _nice_this_thread(HARNESS_NICE)
         while not self._stop.wait(self._interval):
             try:
                 self.sweep()
@@ -416,8 +451,8 @@ def run(quick: bool) -> dict[str, Any]:
     started = time.perf_counter()
     with (
         _quiet_logs(),
-        MotoProcess.start() as moto,
-        SlackStandIn(users=[requester, admin], channels=[channel], rate_limit_per_channel=None) as standin,
+        MotoProcess.start(nice=HARNESS_NICE) as moto,
+        _harness_standin([requester, admin], [channel]) as standin,
         running_bot(
             standin,
             moto,
@@ -468,6 +503,8 @@ def run(quick: bool) -> dict[str, Any]:
         "bot_workers": workers,
         "connections": "HTTP/1.1 keep-alive, one per client thread; closed loop",
         "limits": "quota, user and approval limits set to 1,000,000 so every create launches",
+        "harness": f"moto and the Slack stand-in at niceness {HARNESS_NICE} (the work process's), the load "
+        "generator at 0",
         "cycle": "the idle cycle back to back (dry run), age rule 1 s so all 50 machines are metric "
         "candidates, reminders at any hour, digests to the owner and the team channel; each cell starts "
         "without open marks",
@@ -565,7 +602,7 @@ def render(result: dict[str, Any]) -> str:
         "",
         f"Setup: {setup['fleet_machines']} managed machines in moto (half idle, half busy CPU); "
         f"{setup['http_threads']} waitress threads and {setup['bot_workers']} executor workers "
-        f"(the defaults); {setup['connections']}; {setup['limits']}; "
+        f"(the defaults); {setup['connections']}; {setup['limits']}; {setup['harness']}; "
         f"bot+cycle: {setup['cycle']}. Peak RSS: the bot's web process "
         f"{result['bot_process_peak_rss_mb']:.0f} MB, its work process "
         f"{result['work_process_peak_rss_mb']:.0f} MB; "
