@@ -4,10 +4,11 @@ Every state change is a compare-and-set on the approval row (and then the operat
 clicks on one Approve button execute once; the losers are told who got there first. The message is
 updated in place after each change. The rules run again at click time with the requester's rights.
 
-A batch the circuit breaker held (`params.breaker_batch`, requested by the bot) is approved by an admin
-only (`RUNCTL_ADMINS`), and on approval it is judged and run by the idle cycle (`BreakerBatchRunner`), so
-the held machines are stopped as idle stops: every idle rule re-checked, reminders closed as stopped by the
-bot, **Start it back** posted for each.
+A batch the circuit breaker held (`params.breaker_batch`) is approved by an admin only (`RUNCTL_ADMINS`),
+and on approval it is judged and run by the service that held it (`BreakerBatchRunner`, chosen by
+`params.breaker_source`): the idle cycle stops its machines as idle stops (every idle rule re-checked,
+reminders closed as stopped by the bot, **Start it back** posted for each); a command-started cleanup
+re-checks its machines as the person who ran it and stops what is still idle.
 """
 
 from __future__ import annotations
@@ -41,21 +42,31 @@ class ClickResult:
 
 
 class BreakerBatchRunner(Protocol):
-    """Who judges and runs an approved breaker batch (the idle cycle)."""
+    """Who judges and runs an approved breaker batch: the service whose run the breaker held."""
 
-    def judge_held(self, instance_ids: list[str]) -> list[Verdict]: ...
+    def judge_held(self, op: Operation) -> list[Verdict]: ...
 
     def run_held(self, op: Operation, proceed: list[str], approved_by: str | None) -> Outcome: ...
+
+
+#: The held batches of the idle cycle, which came first, carry no `breaker_source`.
+IDLE_CYCLE_SOURCE = "idle_cycle"
 
 
 def is_breaker_batch(op: Operation) -> bool:
     return bool(op.params.get("breaker_batch"))
 
 
+def breaker_source(op: Operation) -> str:
+    return str(op.params.get("breaker_source") or IDLE_CYCLE_SOURCE)
+
+
 def _action(op: Operation) -> str:
     if op.kind == "launch":
         return rules.LAUNCH
-    return Action.IDLE_STOP.value if is_breaker_batch(op) else op.kind
+    if is_breaker_batch(op) and breaker_source(op) == IDLE_CYCLE_SOURCE:
+        return Action.IDLE_STOP.value
+    return op.kind
 
 
 def _state(row: Approval, op: Operation) -> rules.ApprovalState:
@@ -81,10 +92,10 @@ class ApprovalService:
         self._ops = operations
         self._costs = costs
         self._audit = auditor
-        self._breaker_runner: BreakerBatchRunner | None = None
+        self._breaker_runners: dict[str, BreakerBatchRunner] = {}
 
-    def set_breaker_runner(self, runner: BreakerBatchRunner) -> None:
-        self._breaker_runner = runner
+    def set_breaker_runner(self, runner: BreakerBatchRunner, *, source: str = IDLE_CYCLE_SOURCE) -> None:
+        self._breaker_runners[source] = runner
 
     def _approvers(self, op: Operation | None) -> tuple[frozenset[str], str]:
         """Who may decide, and the setting that names them: admins alone for a breaker batch."""
@@ -215,12 +226,14 @@ class ApprovalService:
         requester = self._deps.roles.actor(op.requester)
         force = bool(op.params.get("force"))
         verdicts: list[Verdict] = []
-        runner = self._breaker_runner if is_breaker_batch(op) else None
+        runner = self._breaker_runners.get(breaker_source(op)) if is_breaker_batch(op) else None
         if is_breaker_batch(op) and runner is None:
-            # Never fall back to a plain stop: the held machines must be stopped as idle stops.
-            return Outcome(op.id, op.kind, OpStatus.REFUSED, "the idle cycle is not running in this process")
+            # Never fall back to a plain stop: the held machines must be re-checked as what held them.
+            return Outcome(
+                op.id, op.kind, OpStatus.REFUSED, f"the {breaker_source(op)} is not running in this process"
+            )
         if runner is not None:
-            verdicts = runner.judge_held(list(op.instance_ids))
+            verdicts = runner.judge_held(op)
         elif op.kind != "launch":
             found = self._ops.describe_many(op.instance_ids)
             ctx = self._ops.context(requester, force=force)

@@ -26,6 +26,7 @@ from bot.core.safety import (
 )
 from bot.services.audit import Auditor
 from bot.services.deps import ServiceDeps, new_operation_id
+from bot.services.operations import OpStatus, Outcome
 from bot.services.pricing import Prices
 from providers.base import Instance, InstanceState
 from providers.errors import ProviderError
@@ -35,6 +36,10 @@ log = logging.getLogger(__name__)
 
 # Rules a plan may fail on and still list a machine: the owner's quiet hours only delay a reminder.
 _PLAN_TOLERATED = frozenset({Rule.QUIET_HOURS})
+
+#: `Operation.params["breaker_source"]` of a batch the breaker held in a command-started cleanup: an
+#: admin's approval is judged and run here (`judge_held`, `run_held`), not by the idle cycle.
+BREAKER_SOURCE = "cleanup_run"
 
 
 @dataclass(frozen=True)
@@ -98,6 +103,7 @@ class ApplyResult:
     batch: BatchResult
     stopped: tuple[str, ...]
     error: str | None = None
+    held: Outcome | None = None  # what the breaker held: a stop waiting for an admin's approval
 
 
 class CleanupService:
@@ -146,8 +152,14 @@ class CleanupService:
         items.sort(key=lambda i: (not i.in_plan, -(i.hourly_usd or 0.0), i.instance.id))
         return CleanupPlan(tuple(items), len(fleet), len(candidates))
 
-    def apply(self, actor: Actor, options: PlanOptions | None = None) -> tuple[CleanupPlan, ApplyResult]:
-        """Stop what a fresh plan finds idle, still bound by every rule and the circuit breaker."""
+    def apply(
+        self, actor: Actor, options: PlanOptions | None = None, *, ask_admin: bool = False
+    ) -> tuple[CleanupPlan, ApplyResult]:
+        """Stop what a fresh plan finds idle, still bound by every rule and the circuit breaker.
+
+        With `ask_admin` (the Slack command, whose caller posts the request), what the breaker held is
+        recorded as one stop waiting for an admin's approval; otherwise it is only reported as skipped.
+        """
         deps = self._deps
         plan = self.plan(options)
         now = deps.clock.now()
@@ -172,7 +184,8 @@ class CleanupService:
         )
         deps.repos.operations.create(op)
         if not allowed:
-            return plan, ApplyResult(op.id, batch, ())
+            held = self._hold(actor, batch, plan, op.id) if ask_admin else None
+            return plan, ApplyResult(op.id, batch, (), held=held)
         try:
             states = deps.provider.stop(allowed)
         except ProviderError as exc:
@@ -193,4 +206,126 @@ class CleanupService:
         )
         for iid in allowed:
             self._audit.event(actor.user_id, "cleanup:stop", "succeeded", target=iid, operation_id=op.id)
-        return plan, ApplyResult(op.id, batch, tuple(allowed))
+        held = self._hold(actor, batch, plan, op.id) if ask_admin else None
+        return plan, ApplyResult(op.id, batch, tuple(allowed), held=held)
+
+    # --- what the breaker held: one stop an admin approves (DESIGN §3.7) ---------------------------
+
+    def _hold(self, actor: Actor, batch: BatchResult, plan: CleanupPlan, cleanup_id: str) -> Outcome | None:
+        """Record the stops the breaker held as one operation waiting for an admin's approval."""
+        held = [v.instance_id for v in batch.held_by_breaker]
+        if not held:
+            return None
+        now = self._deps.clock.now()
+        op = self._deps.repos.operations.create(
+            Operation(
+                id=new_operation_id(),
+                kind="stop",
+                requester=actor.user_id,
+                channel=None,
+                status=OpStatus.AWAITING_APPROVAL,
+                params={
+                    "breaker_batch": True,
+                    "breaker_source": BREAKER_SOURCE,
+                    "cleanup": cleanup_id,
+                    "held": held,
+                },
+                instance_ids=held,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        by_id = {i.instance.id: i.instance for i in plan.idle}
+        went = len(batch.allowed)
+        return Outcome(
+            op.id,
+            "stop",
+            OpStatus.AWAITING_APPROVAL,
+            "needs an admin's approval",
+            tuple(by_id[i] for i in held if i in by_id),
+            reasons=(
+                f"the circuit breaker (at most {batch.breaker_cap} stops at once) held {len(held)} of this "
+                f"cleanup's idle machines after {went} went ahead; only an admin can approve these",
+            ),
+            details={"breaker_batch": True},
+        )
+
+    def judge_held(self, op: Operation) -> list[Verdict]:
+        """Fresh stop verdicts for a held cleanup batch, with the requester's rights: every rule again,
+        proof of idleness from fresh metrics included, except the breaker, which the admin lifted. A
+        machine no longer running has no verdict, so the approval leaves it out."""
+        deps = self._deps
+        plan = self.plan()
+        by_id = {i.instance.id: i for i in plan.items}
+        wanted = [by_id[i] for i in op.instance_ids if i in by_id]
+        jobs = {f.instance_id: f for f in self._facts([i.instance for i in wanted])}
+        ctx = SafetyContext(
+            now=deps.clock.now(),
+            policy=deps.policy,
+            actor=deps.roles.actor(op.requester),
+            fleet_size=plan.fleet_size,
+            breaker_approved=True,
+        )
+        verdicts = []
+        for item in wanted:
+            if item.in_plan:
+                verdict = evaluate(Action.STOP, replace(jobs[item.instance.id], idle=item.idle), ctx)
+            else:  # busy again, protected, kept…: the plan's own reason, as a refused stop
+                verdict = replace(item.verdict, action=Action.STOP, allowed=False)
+            self._audit.verdict(verdict, operation_id=op.id)
+            verdicts.append(verdict)
+        return verdicts
+
+    def run_held(self, op: Operation, proceed: list[str], approved_by: str | None) -> Outcome:
+        """Stop what the re-check still allows of an approved batch; the operation ends here."""
+        deps = self._deps
+        found = deps.provider.describe_many(proceed) if proceed else {}
+        targets = [i for i in proceed if i in found]
+        try:
+            states = deps.provider.stop(targets) if targets else {}
+        except ProviderError as exc:
+            deps.repos.operations.transition(
+                op.id, OpStatus.EXECUTING, OpStatus.FAILED, at=deps.clock.now(), error=str(exc)
+            )
+            self._audit.event(
+                op.requester, "cleanup", "failed", operation_id=op.id, detail={"error": str(exc)}
+            )
+            return Outcome(op.id, "stop", OpStatus.FAILED, f"AWS refused the stop: {exc}")
+        changed = [replace(found[iid], state=s) for iid, s in states.items() if iid in found]
+        deps.repos.resources.upsert_from_cloud(
+            changed, deps.clock.now(), self._prices.hourly_by_instance(changed)
+        )
+        stopped = [i.id for i in changed]
+        missed = [i for i in proceed if i not in stopped]
+        rechecked = [i for i in op.params.get("held", []) if i not in proceed]
+        status = OpStatus.SUCCEEDED if stopped else OpStatus.FAILED
+        summary = (
+            f"stopped {len(stopped)} held idle machine(s)"
+            + (f"; left running after the re-check: {', '.join(rechecked)}" if rechecked else "")
+            + (f"; not stopped: {', '.join(missed)}" if missed else "")
+        )
+        deps.repos.operations.transition(
+            op.id,
+            OpStatus.EXECUTING,
+            status,
+            at=deps.clock.now(),
+            result={"stopped": stopped, "not_stopped": missed, "approved_by": approved_by},
+            error=None if stopped else summary,
+        )
+        for iid in stopped:
+            self._audit.event(
+                op.requester,
+                "cleanup:stop",
+                "succeeded",
+                target=iid,
+                operation_id=op.id,
+                detail={"approved_by": approved_by},
+            )
+        return Outcome(
+            op.id,
+            "stop",
+            status,
+            summary,
+            tuple(changed),
+            details={"breaker_batch": True, "acted": stopped},
+        )

@@ -10,6 +10,7 @@ from typing import Any
 
 from bot.services.approvals import ApprovalService
 from bot.services.audit import Auditor
+from bot.services.cleanup import BREAKER_SOURCE as CLEANUP_BREAKER_SOURCE
 from bot.services.cleanup import CleanupService
 from bot.services.costs import CostService
 from bot.services.deps import ServiceDeps
@@ -38,13 +39,17 @@ class BotServices:
         auditor = Auditor(deps.repos.audit)
         operations = OperationService(deps, prices, auditor)
         costs = CostService(deps)
+        approvals = ApprovalService(deps, operations, costs, auditor)
+        cleanup = CleanupService(deps, prices, auditor)
+        # What a command-started cleanup's breaker held is re-checked and stopped by the cleanup itself.
+        approvals.set_breaker_runner(cleanup, source=CLEANUP_BREAKER_SOURCE)
         return cls(
             deps=deps,
             prices=prices,
             auditor=auditor,
             operations=operations,
-            approvals=ApprovalService(deps, operations, costs, auditor),
-            cleanup=CleanupService(deps, prices, auditor),
+            approvals=approvals,
+            cleanup=cleanup,
             costs=costs,
             tracking=TrackingService(deps, prices, auditor),
             executor=ThreadPoolExecutor(max_workers=workers, thread_name_prefix="runctl-work"),

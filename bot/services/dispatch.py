@@ -146,17 +146,34 @@ class CommandDispatcher:
             )
             return Reply(text, blocks)
         actor = self._s.deps.roles.actor(o.user)
-        plan, result = self._s.cleanup.apply(actor)
+        plan, result = self._s.cleanup.apply(actor, ask_admin=True)
+        # What the circuit breaker held waits for an admin as one request, below the result.
+        ask_in = o.channel or self._s.deps.team_channel
+        held = [i.id for i in result.held.instances] if result.held and ask_in else []
         text, blocks = op_views.cleanup_result(
             result.stopped,
             [(v.instance_id, v.reason) for v in result.batch.skipped],
             result.error,
             result.operation_id,
+            held=held,
         )
         if o.channel is None:
-            return Reply(text, blocks, public=True)
-        # A channel message rather than a response-URL answer: Start it back updates it in place later.
-        return self._show_in_channel(result.operation_id, o.channel, text, blocks)
+            reply = Reply(text, blocks, public=True)
+        else:
+            # A channel message rather than a response-URL answer: Start it back updates it in place later.
+            reply = self._show_in_channel(result.operation_id, o.channel, text, blocks)
+        if result.held is not None:
+            if ask_in:
+                self._s.approvals.open(result.held, requester=o.user, channel=ask_in)
+            else:
+                self._s.deps.repos.operations.transition(
+                    result.held.operation_id,
+                    OpStatus.AWAITING_APPROVAL,
+                    OpStatus.CANCELLED,
+                    at=self._now,
+                    error="no channel to ask an admin in",
+                )
+        return reply
 
     def _config(self, c: cmds.ConfigCommand, o: Origin) -> Reply:
         text, blocks = fleet_views.config_summary(self._config_rows)

@@ -580,10 +580,11 @@ class IdleCycleService:
 
     # --- a held batch, once an admin approved it (called by ApprovalService) ---------------------
 
-    def judge_held(self, instance_ids: list[str]) -> list[Verdict]:
+    def judge_held(self, op: Operation) -> list[Verdict]:
         """Fresh `IDLE_STOP` verdicts for a held batch: every rule again (fresh metrics, grace, keeps, jobs,
         the owner's working hours in a known zone, dry-run) except the breaker, which the admin lifted."""
         deps = self._deps
+        instance_ids = list(op.instance_ids)
         now = deps.clock.now()
         found = deps.provider.describe_many(instance_ids)
         marks = {m.instance_id: m for m in deps.repos.cleanup_marks.list_open(instance_ids, rule=RULE)}

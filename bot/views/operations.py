@@ -93,14 +93,30 @@ def start_back_buttons(operation_id: str, instance_ids: Sequence[str]) -> list[b
 
 
 def cleanup_result(
-    stopped: Sequence[str], skipped: Sequence[tuple[str, str]], error: str | None, operation_id: str
+    stopped: Sequence[str],
+    skipped: Sequence[tuple[str, str]],
+    error: str | None,
+    operation_id: str,
+    *,
+    held: Sequence[str] = (),
 ) -> Message:
-    """What `cleanup run --yes` did, with a way back for each machine it stopped."""
+    """What `cleanup run --yes` did, with a way back for each machine it stopped, and what the circuit
+    breaker held for an admin's approval (the request follows as its own message)."""
     lines = [f"Stopped {len(stopped)} idle machine(s): " + (", ".join(f"`{i}`" for i in stopped) or "none")]
     lines += [f"• skipped `{iid}`: {reason}" for iid, reason in skipped]
     if error:
         lines.append(f":x: {error}")
-    tail = [*start_back_buttons(operation_id, stopped), bk.context(f"operation `{operation_id}`")]
+    notes = (
+        [
+            bk.context(
+                f":pause_button: The circuit breaker held {len(held)} machine(s); an admin's approval "
+                "was requested below. An admin other than the one who ran the cleanup must approve it."
+            )
+        ]
+        if held
+        else []
+    )
+    tail = [*start_back_buttons(operation_id, stopped), *notes, bk.context(f"operation `{operation_id}`")]
     head = bk.lines_section(lines)
     if len(head) + len(tail) > bk.MAX_BLOCKS:
         head = [*head[: bk.MAX_BLOCKS - len(tail) - 1], bk.context("…the rest of the list is not shown")]
@@ -183,5 +199,7 @@ def approval_closed(
     ]
     if outcome is not None:
         body.append(bk.section(f"{_ICON.get(outcome.status, '')} *Result:* {outcome.summary}"))
+        if outcome.kind == "stop" and outcome.status == OpStatus.SUCCEEDED:
+            body += start_back_buttons(operation_id, list(outcome.details.get("acted", [])))
     body.append(bk.context(f"operation `{operation_id}`"))
     return f"{kind} {shown}: {headline}", body

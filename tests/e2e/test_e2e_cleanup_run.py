@@ -13,7 +13,7 @@ import pytest
 from bot.slack.standin import Message, SlackStandIn
 from bot.slack.standin.delivery import block_actions_request, send
 from bot.views.operations import MAX_START_BACK_BUTTONS
-from tests.support.harness import ADMIN, OUTSIDER, Bot, buttons, rendered, running_bot
+from tests.support.harness import ADMIN, APPROVER, OUTSIDER, REQUESTER, Bot, buttons, rendered, running_bot
 from tests.support.moto import MotoServer, put_metric_points
 
 START_BACK = "start_it_back"
@@ -141,3 +141,87 @@ def _values(message: Message) -> list[str]:
         if b.get("type") == "actions"
         for e in b.get("elements", [])
     ]
+
+
+APPROVE, DENY = "approval_approve", "approval_deny"
+
+
+@pytest.fixture
+def capped_bot(
+    tmp_path: Path, standin: SlackStandIn, aws: MotoServer, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Bot]:
+    """A circuit breaker that lets one cleanup stop 2 machines on its own, and two admins."""
+    with running_bot(
+        tmp_path,
+        standin,
+        aws,
+        monkeypatch,
+        RUNCTL_BREAKER_MAX_ACTIONS="2",
+        RUNCTL_BREAKER_MAX_SHARE="1.0",
+        RUNCTL_ADMINS=f"{ADMIN.id},{APPROVER.id}",
+    ) as b:
+        yield b
+
+
+def test_what_the_breaker_held_waits_for_another_admin_and_is_rechecked_before_it_stops(
+    capped_bot: Bot,
+) -> None:
+    bot = capped_bot
+    ids = bot.seed(4, project="sweep")
+    bot.clock.advance(hours=3)
+    _idle(bot, ids, bot.clock.now())
+
+    bot.run(ADMIN.id, "cleanup run --yes")
+    stopped = [i for i in ids if bot.state(i) == "stopped"]
+    held = [i for i in ids if bot.state(i) == "running"]
+    assert (len(stopped), len(held)) == (2, 2)
+    result, request = bot.posts()
+    assert "The circuit breaker held 2 machine(s)" in rendered(result)
+    assert "Approval needed: stop" in rendered(request)
+    assert all(f"`{iid}`" in rendered(request) for iid in held)
+    assert not any(f"`{iid}`" in rendered(request) for iid in stopped)
+    assert buttons(request) == [APPROVE, DENY]
+
+    bot.press(ADMIN.id, request, APPROVE)  # the admin who ran the cleanup
+    assert "someone else must approve it" in bot.last_reply(ADMIN.id)
+    bot.press(REQUESTER.id, request, APPROVE)  # the owner, but not an admin
+    assert "Only admins (RUNCTL_ADMINS)" in bot.last_reply(REQUESTER.id)
+    assert {bot.state(i) for i in held} == {"running"}
+    assert buttons(bot.current(request)) == [APPROVE, DENY]
+
+    # Before an admin gets to it, one of the held machines is busy again.
+    busy, still_idle = held
+    bot.clock.advance(minutes=10)
+    now = bot.clock.now()
+    _idle(bot, [still_idle], now)
+    busy_points = [(busy, now - timedelta(minutes=2.5 + 5 * k), 60.0) for k in range(12)]
+    put_metric_points(bot.aws.client("cloudwatch"), "AWS/EC2", "CPUUtilization", busy_points)
+
+    bot.press(APPROVER.id, request, APPROVE)
+    assert bot.state(still_idle) == "stopped"
+    assert bot.state(busy) == "running"
+    assert bot.calls.params("ec2.StopInstances")[-1] == {"InstanceIds": [still_idle]}
+    closed = bot.current(request)
+    text = rendered(closed)
+    assert f"Approved by <@{APPROVER.id}>" in text
+    assert f"stopped 1 held idle machine(s); left running after the re-check: {busy}" in text
+    assert buttons(closed) == [f"{START_BACK}:1"]
+
+    bot.press(REQUESTER.id, closed, _button_for(closed, still_idle))
+    assert bot.state(still_idle) in ("pending", "running")
+    assert bot.calls.count("ec2.StartInstances") == 1
+
+
+def test_a_denied_held_batch_stops_nothing_more(capped_bot: Bot) -> None:
+    bot = capped_bot
+    ids = bot.seed(3, project="sweep")
+    bot.clock.advance(hours=3)
+    _idle(bot, ids, bot.clock.now())
+
+    bot.run(ADMIN.id, "cleanup run --yes")
+    (held,) = [i for i in ids if bot.state(i) == "running"]
+    _, request = bot.posts()
+    bot.press(APPROVER.id, request, DENY)
+    assert bot.state(held) == "running"
+    assert bot.calls.count("ec2.StopInstances") == 1  # the cleanup's own stop of the first 2
+    assert buttons(bot.current(request)) == []
