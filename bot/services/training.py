@@ -747,8 +747,10 @@ class TrainingService:
                     job, JobStatus.FAILED, "its launch command was never sent to the machine", None, inst, now
                 )
             return False
-        if seen is not None and now - job.started_at > self._start_timeout:
-            waited = views.duration_text(now - job.started_at)
+        if now - job.started_at <= self._start_timeout:
+            return False
+        waited = views.duration_text(now - job.started_at)
+        if seen is not None:
             return self._finished(
                 job,
                 JobStatus.FAILED,
@@ -757,7 +759,21 @@ class TrainingService:
                 inst,
                 now,
             )
-        return False
+        if result is not None and result.status in _IN_FLIGHT:
+            return False  # the launch is still running (SSM ends it at its own timeout at the latest)
+        # Neither the launch command nor any status command has said a word about it: the machine's SSM
+        # agent is down or never ran. Left "starting", it would shield an idle machine from cleanup for
+        # ever; lost, the machine is judged on its own metrics (a busy one is never idle), and its owner
+        # is told what to check.
+        return self._finished(
+            job,
+            JobStatus.LOST,
+            f"its machine has not reported on it in the {waited} since the launch: neither the launch "
+            "command nor a status command answered about it (is the SSM agent on the machine running?)",
+            None,
+            inst,
+            now,
+        )
 
     def _launch_answer(self, job: TrainingJob) -> CommandResult | None:
         if not job.command_id:

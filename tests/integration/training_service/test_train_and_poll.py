@@ -230,3 +230,45 @@ def replies_text_or_empty(bot: Bot, job_id: str) -> str:
     return "\n".join(
         rendered(m) for m in bot.standin.messages(FLEET.id, thread_ts=row.slack_ts) if m.is_reply
     )
+
+
+def test_a_job_its_machine_never_reports_on_is_lost_after_the_start_timeout(
+    bot: Bot, make_service: ServiceFactory
+) -> None:
+    """moto's SSM answers "Success" with no output, as a machine whose agent runs nothing would: left
+    "starting", the job would shield its machine from idle cleanup for ever."""
+    service = make_service()  # the real provider on moto
+    [iid] = bot.seed(1, owner=BOB.id)
+    started = service.train(actor(bot, BOB.id), train_command(iid), channel=FLEET.id)
+    assert started.job_id is not None
+
+    assert service.poll() == []
+    bot.clock.advance(minutes=14)
+    assert service.poll() == []
+    assert seen(bot, started.job_id).status == JobStatus.STARTING
+
+    bot.clock.advance(minutes=2)
+    assert service.poll() == [started.job_id]
+    assert seen(bot, started.job_id).status == JobStatus.LOST
+    assert bot.repos.jobs.list_active([iid]) == []
+    row = bot.repos.jobs.get(started.job_id)
+    assert row is not None
+    said = replies_text(bot, row)
+    assert "was lost" in said and "has not reported on it in the 16 min since the launch" in said
+    assert "is the SSM agent on the machine running?" in said
+
+
+def test_a_launch_still_in_progress_after_the_start_timeout_keeps_the_job_starting(
+    bot: Bot, machines: MachinesOverSsm, make_service: ServiceFactory
+) -> None:
+    machines.execute = False
+    machines.hold = True  # every answer, the launch's included, reads "in progress"
+    service = make_service(machines)
+    [iid] = bot.seed(1, owner=BOB.id)
+    started = service.train(actor(bot, BOB.id), train_command(iid), channel=FLEET.id)
+    assert started.job_id is not None
+
+    for _ in range(3):
+        bot.clock.advance(minutes=10)
+        assert service.poll() == []
+    assert seen(bot, started.job_id).status == JobStatus.STARTING
