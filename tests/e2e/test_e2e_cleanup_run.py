@@ -24,15 +24,13 @@ def roomy_bot(
     tmp_path: Path, standin: SlackStandIn, aws: MotoServer, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Bot]:
     """A circuit breaker that lets a cleanup stop every idle machine of a small test fleet."""
-    with running_bot(
-        tmp_path,
-        standin,
-        aws,
-        monkeypatch,
-        RUNCTL_BREAKER_MAX_ACTIONS="50",
-        RUNCTL_BREAKER_MAX_SHARE="1.0",
-    ) as b:
+    with running_bot(tmp_path, standin, aws, monkeypatch, **_breaker(50)) as b:
         yield b
+
+
+def _breaker(max_actions: int) -> dict[str, str]:
+    """At most `max_actions` stops at once, whatever the share of the fleet."""
+    return {"RUNCTL_BREAKER_MAX_ACTIONS": str(max_actions), "RUNCTL_BREAKER_MAX_SHARE": "1.0"}
 
 
 def _idle(bot: Bot, instance_ids: list[str], end: datetime) -> None:
@@ -151,15 +149,8 @@ def capped_bot(
     tmp_path: Path, standin: SlackStandIn, aws: MotoServer, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Bot]:
     """A circuit breaker that lets one cleanup stop 2 machines on its own, and two admins."""
-    with running_bot(
-        tmp_path,
-        standin,
-        aws,
-        monkeypatch,
-        RUNCTL_BREAKER_MAX_ACTIONS="2",
-        RUNCTL_BREAKER_MAX_SHARE="1.0",
-        RUNCTL_ADMINS=f"{ADMIN.id},{APPROVER.id}",
-    ) as b:
+    admins = {"RUNCTL_ADMINS": f"{ADMIN.id},{APPROVER.id}"}
+    with running_bot(tmp_path, standin, aws, monkeypatch, **_breaker(2), **admins) as b:
         yield b
 
 
