@@ -229,9 +229,8 @@ class ApprovalService:
         runner = self._breaker_runners.get(breaker_source(op)) if is_breaker_batch(op) else None
         if is_breaker_batch(op) and runner is None:
             # Never fall back to a plain stop: the held machines must be re-checked as what held them.
-            return Outcome(
-                op.id, op.kind, OpStatus.REFUSED, f"the {breaker_source(op)} is not running in this process"
-            )
+            held_by = breaker_source(op).replace("_", " ")
+            return Outcome(op.id, op.kind, OpStatus.REFUSED, f"the {held_by} does not run in this process")
         if runner is not None:
             verdicts = runner.judge_held(op)
         elif op.kind != "launch":
